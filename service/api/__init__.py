@@ -1,0 +1,1 @@
+"""HTTP layer: routes, wire formats and input validation. Delegates to batching/."""

@@ -1,0 +1,153 @@
+"""What both wire formats share: reading bodies within limits, looking up models, and running
+validated sequences through the batcher under the request's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from service.errors import (
+    DeadlineExceeded,
+    MalformedRequest,
+    PayloadTooLarge,
+    ServiceError,
+    Unavailable,
+)
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry, ServedModel
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What routes need, kept on ``app.state.context`` by the app factory."""
+
+    settings: Settings
+    registry: ModelRegistry
+    metrics: ServiceMetrics
+
+
+def context(request: Request) -> AppContext:
+    ctx: AppContext | None = getattr(request.app.state, "context", None)
+    if ctx is None:
+        raise Unavailable("the server is starting")
+    return ctx
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response encoded by orjson (numpy arrays allowed)."""
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code, dict(headers or {}), media_type="application/json")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it exceeds ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise MalformedRequest("Content-Length is not a number")
+        if int(declared) > max_bytes:
+            raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json(body: bytes, what: str = "body") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise MalformedRequest(f"{what} is not valid JSON: {error}") from None
+
+
+def serving_model(ctx: AppContext, name: str, version: str | None) -> ServedModel:
+    """The model version to run, or 404 (unknown) / 503 (not loaded or not healthy)."""
+    served = ctx.registry.get(name, version)
+    if not served.ready:
+        reason = served.error or "its batcher is not running"
+        raise Unavailable(
+            f"model {name} version {served.version} is unavailable: {reason}",
+            {"Retry-After": str(ctx.settings.retry_after_s)},
+        )
+    return served
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so only that can arrive)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def run_sequences(
+    request: Request,
+    ctx: AppContext,
+    served: ServedModel,
+    sequences: Sequence[np.ndarray],
+    initial_states: Sequence[Mapping[str, np.ndarray] | None],
+    output_names: frozenset[str],
+    arrived: float,
+) -> list[dict[str, np.ndarray]]:
+    """Queue the sequences and wait for their results, the deadline or the client leaving.
+
+    If the deadline passes or the client goes, the sequences' futures are cancelled, so any
+    that have not run yet are dropped by the batcher instead of computed.
+    """
+    assert served.batcher is not None
+    deadline = arrived + ctx.settings.request_timeout_s
+    futures = served.batcher.submit(sequences, initial_states, output_names, deadline)
+    ctx.metrics.sequences.labels(served.name).inc(len(sequences))
+    results = asyncio.gather(*futures)
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        done, _ = await asyncio.wait(
+            {results, gone},
+            timeout=max(0.0, deadline - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if results in done:
+            return list(results.result())
+        if gone in done:
+            raise DeadlineExceeded("the client disconnected")  # nobody reads this response
+        raise DeadlineExceeded(
+            f"no result within the {ctx.settings.request_timeout_s:g} s deadline"
+        )
+    finally:
+        gone.cancel()
+        if not results.done():
+            results.cancel()  # cancels every sequence's future: the batcher drops them
+
+
+@asynccontextmanager
+async def observed(
+    ctx: AppContext, model: str, protocol: str, arrived: float
+) -> AsyncIterator[None]:
+    """Count the request by model, protocol and final status, and time it."""
+    status = 200
+    try:
+        yield
+    except ServiceError as error:
+        status = error.status_code
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        ctx.metrics.requests.labels(model, protocol, str(status)).inc()
+        ctx.metrics.request_latency.labels(model, protocol).observe(time.monotonic() - arrived)

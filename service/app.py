@@ -1,0 +1,108 @@
+"""The app factory: ``create_app(settings)`` builds everything and keeps it on ``app.state``.
+
+Start-up (lifespan): load every model in the repository, warm each up, start one batcher per
+model version — only then does readiness say yes. Shut-down: uvicorn stops accepting and waits
+for the requests in flight (``timeout_graceful_shutdown`` = ``drain_timeout_s``); then the
+batchers finish what they hold and stop.
+
+Run with ``python -m service`` or ``uvicorn service.app:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from service import __version__
+from service.api import v1, v2
+from service.api.common import AppContext, json_response
+from service.errors import ServiceError
+from service.metrics import ServiceMetrics
+from service.registry import RuntimeFactory, load_registry, onnx_runtime_factory
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _error_body(message: str, error_type: str) -> dict[str, str]:
+    return {"error": message, "error_type": error_type}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One rendering for every error: ``{"error": ..., "error_type": ...}`` and its status."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, error: ServiceError) -> Response:
+        return json_response(
+            _error_body(error.message, error.error_type), error.status_code, error.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
+        )
+        return json_response(_error_body(problems or "invalid request", "invalid_input"), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> Response:
+        return json_response(
+            _error_body(str(error.detail), "http"), error.status_code, error.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> Response:
+        log.exception("unexpected error")  # logged with its trace; the client sees no internals
+        return json_response(_error_body("internal server error", "internal"), 500)
+
+
+def create_app(
+    settings: Settings | None = None, runtime_factory: RuntimeFactory = onnx_runtime_factory
+) -> FastAPI:
+    """Build the service; ``runtime_factory`` makes one runtime per model file (tests: fakes)."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await load_registry(settings, metrics, runtime_factory)
+        app.state.context = AppContext(settings, registry, metrics)
+        log.info(
+            "ready" if registry.ready else "started, but not every model is ready",
+            extra={
+                "models": [f"{m.name}/{m.version}" for m in registry.all()],
+                "ready": registry.ready,
+            },
+        )
+        try:
+            yield
+        finally:
+            log.info("draining", extra={"drain_timeout_s": settings.drain_timeout_s})
+            await registry.close(settings.drain_timeout_s)
+            app.state.context = None
+            log.info("stopped")
+
+    app = FastAPI(
+        title="lstm-serving",
+        version=__version__,
+        description="Batched variable-length LSTM inference on ONNX Runtime: a simple JSON API "
+        "(/v1) and the Open Inference Protocol (/v2, KServe V2) with binary tensors.",
+        lifespan=lifespan,
+    )
+    app.state.context = None
+    install_error_handlers(app)
+    app.include_router(v1.router)
+    app.include_router(v2.router)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,1 @@
+"""Dynamic batching: merges sequences from many requests into length-aware runtime batches."""

@@ -1,0 +1,71 @@
+"""One exception hierarchy; each class carries its HTTP status. One handler renders them all as
+``{"error": message, "error_type": ...}`` (the KServe V2 error body plus a stable type)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: an error whose message is safe to show to the client."""
+
+    status_code = 500
+    error_type = "internal"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class MalformedRequest(ServiceError):
+    """The body cannot be parsed: bad JSON, lying binary headers, wrong content type."""
+
+    status_code = 400
+    error_type = "malformed_request"
+
+
+class ModelNotFound(ServiceError):
+    status_code = 404
+    error_type = "model_not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    error_type = "unsupported_media_type"
+
+
+class InvalidInput(ServiceError):
+    """The body parses but does not describe valid input for the model."""
+
+    status_code = 422
+    error_type = "invalid_input"
+
+
+class Overloaded(ServiceError):
+    """The model's queue is full; the client should retry later."""
+
+    status_code = 429
+    error_type = "overloaded"
+
+
+class Unavailable(ServiceError):
+    """The model cannot serve now: not loaded, its batcher failed, or the server is draining."""
+
+    status_code = 503
+    error_type = "unavailable"
+
+
+class DeadlineExceeded(ServiceError):
+    status_code = 504
+    error_type = "deadline_exceeded"
+
+
+class BatchFailed(ServiceError):
+    """The runtime failed on the batch holding this request; other batches are unaffected."""
+
+    status_code = 500
+    error_type = "inference_failed"

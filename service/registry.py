@@ -1,0 +1,173 @@
+"""The served models: for each version in the repository, its runtime and its batcher.
+
+A model that fails to load is kept with its error, so readiness can say which model is down
+while the others serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from service.batching.batcher import BatchRunner, DynamicBatcher
+from service.batching.formation import BatchPolicy
+from service.errors import ModelNotFound, Unavailable
+from service.metrics import ServiceMetrics
+from service.runtime.repository import discover
+from service.runtime.session import ModelRuntime, ModelSpec
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LoadedRuntime(BatchRunner, Protocol):
+    """A runtime the registry can serve: ``ModelRuntime``, or a fake in tests."""
+
+    spec: ModelSpec
+    provider: str
+
+    @property
+    def on_gpu(self) -> bool: ...
+
+    def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float: ...
+
+
+RuntimeFactory = Callable[[Path, str, str, Settings], LoadedRuntime]
+
+
+def onnx_runtime_factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
+    # Thread count matters only for the CPU provider (or a CPU fallback).
+    threads = settings.resolved_intra_op_threads(on_gpu=False)
+    return ModelRuntime(path, name, version, settings.provider, threads)
+
+
+@dataclass(eq=False)
+class ServedModel:
+    name: str
+    version: str
+    runtime: LoadedRuntime | None = None
+    batcher: DynamicBatcher | None = None
+    executor: ThreadPoolExecutor | None = None
+    error: str | None = None
+    load_seconds: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None and self.batcher.healthy
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self.runtime is None:
+            raise Unavailable(f"model {self.name} version {self.version} failed to load")
+        return self.runtime.spec
+
+
+@dataclass
+class ModelRegistry:
+    models: dict[str, dict[str, ServedModel]] = field(default_factory=dict)
+
+    def add(self, served: ServedModel) -> None:
+        self.models.setdefault(served.name, {})[served.version] = served
+
+    def versions(self, name: str) -> dict[str, ServedModel]:
+        if name not in self.models:
+            raise ModelNotFound(f"unknown model {name!r}")
+        return self.models[name]
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The named version, or the highest version that loaded when ``version`` is None."""
+        versions = self.versions(name)
+        if version is None:
+            loaded = [v for v, m in versions.items() if m.runtime is not None] or list(versions)
+            version = max(loaded, key=int)
+        if version not in versions:
+            raise ModelNotFound(f"model {name!r} has no version {version!r}")
+        return versions[version]
+
+    def all(self) -> list[ServedModel]:
+        return [m for versions in self.models.values() for m in versions.values()]
+
+    @property
+    def ready(self) -> bool:
+        """Every model version in the repository can serve (and there is at least one)."""
+        served = self.all()
+        return bool(served) and all(m.ready for m in served)
+
+    async def close(self, drain_timeout_s: float) -> None:
+        batchers = [m.batcher for m in self.all() if m.batcher is not None]
+        await asyncio.gather(*(b.close(drain_timeout_s) for b in batchers))
+        for served in self.all():
+            if served.executor is not None:
+                served.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_one(served: ServedModel, path: Path, settings: Settings, factory: RuntimeFactory) -> None:
+    started = time.perf_counter()
+    runtime = factory(path, served.name, served.version, settings)
+    warm = (
+        runtime.warmup(settings.warmup_batch_sizes, settings.warmup_lengths)
+        if settings.warmup
+        else 0.0
+    )
+    served.runtime = runtime
+    served.load_seconds = time.perf_counter() - started
+    log.info(
+        "loaded model",
+        extra={
+            "model": served.name,
+            "version": served.version,
+            "provider": runtime.provider,
+            "warmup_s": round(warm, 3),
+            "load_s": round(served.load_seconds, 3),
+        },
+    )
+
+
+async def load_registry(
+    settings: Settings, metrics: ServiceMetrics, factory: RuntimeFactory = onnx_runtime_factory
+) -> ModelRegistry:
+    """Load and warm up every model version, then start one batcher each."""
+    registry = ModelRegistry()
+    for location in discover(settings.model_repository):
+        served = ServedModel(location.name, location.version)
+        registry.add(served)
+        try:
+            await asyncio.to_thread(_load_one, served, location.path, settings, factory)
+        except Exception as error:  # one bad model must not take the others down
+            served.error = f"{type(error).__name__}: {error}"
+            log.error(
+                "model failed to load",
+                extra={"model": served.name, "version": served.version, "error": served.error},
+            )
+            metrics.model_ready.labels(served.name, served.version).set(0)
+            continue
+        runtime = served.runtime
+        assert runtime is not None
+        on_gpu = runtime.on_gpu
+        slots = settings.resolved_concurrent_batches(on_gpu)
+        served.executor = ThreadPoolExecutor(slots, thread_name_prefix=f"ort-{served.name}")
+        served.batcher = DynamicBatcher(
+            runtime,
+            served.executor,
+            BatchPolicy(
+                max_batch_size=settings.max_batch_size,
+                max_batch_tokens=settings.max_batch_tokens,
+                padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
+            ),
+            max_batch_wait_s=settings.max_batch_wait_ms / 1000.0,
+            max_queue=settings.max_queue_sequences,
+            concurrent_batches=slots,
+            retry_after_s=settings.retry_after_s,
+            observer=metrics.observer(served.name),
+            name=f"{served.name}/{served.version}",
+        )
+        served.batcher.start()
+        metrics.model_info.labels(served.name, served.version, runtime.provider).set(1)
+        metrics.model_ready.labels(served.name, served.version).set(1)
+    return registry

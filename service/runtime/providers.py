@@ -1,0 +1,59 @@
+"""Execution-provider choice: use CUDA only where it really loads, and say which one runs.
+
+``onnxruntime-gpu`` lists ``CUDAExecutionProvider`` as available even on a machine with no GPU,
+and a session asked for it there logs an error and silently runs on the CPU. So the choice is
+checked: no NVIDIA driver means CPU without trying; otherwise the session is created with CUDA
+(with ORT's own logging hushed for that attempt) and the providers it actually got are read back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+ProviderPreference = Literal["auto", "cuda", "cpu"]
+
+# ORT's default logger: 3 = errors only. Warnings such as "some nodes were not assigned to the
+# preferred execution providers" are expected for shape ops and are not actionable.
+ORT_LOG_SEVERITY = 3
+
+
+def nvidia_driver_present() -> bool:
+    """Whether the CUDA driver library can be loaded (a GPU and its driver are there)."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def candidate_providers(preference: ProviderPreference) -> list[str]:
+    """The providers to ask a session for, best first."""
+    if preference == "cpu":
+        return [CPU]
+    cuda_possible = CUDA in ort.get_available_providers() and nvidia_driver_present()
+    if preference == "cuda" and not cuda_possible:
+        raise RuntimeError(
+            "provider 'cuda' was asked for, but CUDA cannot load here (no onnxruntime-gpu "
+            "CUDA provider or no NVIDIA driver); use --provider auto or cpu"
+        )
+    return [CUDA, CPU] if cuda_possible else [CPU]
+
+
+@contextmanager
+def quiet_ort_logs() -> Iterator[None]:
+    """Hush ORT's logger while a provider that may not load is tried; we report the outcome."""
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(ORT_LOG_SEVERITY)

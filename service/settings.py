@@ -1,0 +1,117 @@
+"""Service settings: every field is a CLI flag (``--max-batch-size``) and an environment variable
+(``LSTM_SERVING_MAX_BATCH_SIZE``). Units are in the names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Defaults suit a laptop; the Docker image sets host."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LSTM_SERVING_",
+        cli_kebab_case=True,
+        cli_prog_name="python -m service",
+        cli_implicit_flags=True,
+        use_attribute_docstrings=True,
+        extra="ignore",
+    )
+
+    # -- where and what -------------------------------------------------------------------------
+    model_repository: Path = Path("model_repository")
+    """Model repository: <repo>/<name>/<version>/model.onnx (Triton layout)."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 inside a container)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port."""
+
+    # -- runtime --------------------------------------------------------------------------------
+    provider: Literal["auto", "cuda", "cpu"] = "auto"
+    """Execution provider: auto = CUDA if it really loads on this machine, else CPU."""
+    ort_intra_op_threads: int = Field(0, ge=0)
+    """Threads per ONNX Runtime run on the CPU provider; 0 = cores / concurrent batches."""
+    concurrent_batches: int = Field(0, ge=0)
+    """Batches run at once per model; 0 = auto (CPU: one per core, at most 4; CUDA: 2, so the
+    host prepares the next batch while the GPU runs one)."""
+    warmup: bool = True
+    """Run each model over a grid of batch sizes and lengths before reporting ready."""
+    warmup_batch_sizes: list[int] = [1, 8, 64]
+    """Batch sizes of the warm-up grid."""
+    warmup_lengths: list[int] = [16, 128]
+    """Sequence lengths of the warm-up grid."""
+
+    # -- batching -------------------------------------------------------------------------------
+    max_batch_size: int = Field(64, ge=1)
+    """Most sequences in one ORT run. Larger batches raise GPU throughput; on the CPU the gain
+    flattens past ~16-64."""
+    max_batch_tokens: int = Field(16384, ge=1)
+    """Padded-step budget of one batch: batch size x longest length in it."""
+    max_batch_wait_ms: float = Field(2.0, ge=0)
+    """How long the oldest waiting sequence may wait for a fuller batch while a run is in
+    flight. There is no wait when the runtime is idle."""
+    padding_efficiency_target: float | None = Field(None, ge=0, le=1)
+    """Least real/padded steps a batch may have when it could instead be split by length;
+    None = auto (CPU 0.85: padding costs compute; CUDA 0.5: one long batch costs little more
+    than a short one)."""
+
+    # -- limits ---------------------------------------------------------------------------------
+    max_queue_sequences: int = Field(4096, ge=1)
+    """Sequences waiting per model before new requests get 429."""
+    max_sequences_per_request: int = Field(256, ge=1)
+    """Most sequences in one request."""
+    max_sequence_length: int = Field(1000, ge=1)
+    """Longest accepted sequence, in steps."""
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest accepted request body."""
+    request_timeout_s: float = Field(30.0, gt=0)
+    """Deadline of a request from arrival; past it the request gets 504."""
+    drain_timeout_s: float = Field(30.0, ge=0)
+    """On SIGTERM, how long accepted requests may take to finish before the process exits."""
+    retry_after_s: int = Field(1, ge=0)
+    """Retry-After header value on 429 and 503."""
+
+    # -- logs -----------------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level."""
+    log_format: Literal["json", "text"] = "json"
+    """json: one structured object per line; text: for people."""
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> Settings:
+        if self.max_batch_tokens < self.max_sequence_length:
+            raise ValueError(
+                f"max_batch_tokens ({self.max_batch_tokens}) must be at least "
+                f"max_sequence_length ({self.max_sequence_length}), or the longest accepted "
+                "sequence could never run"
+            )
+        if any(n < 1 for n in self.warmup_batch_sizes + self.warmup_lengths):
+            raise ValueError("warm-up batch sizes and lengths must be positive")
+        return self
+
+    def resolved_concurrent_batches(self, on_gpu: bool) -> int:
+        if self.concurrent_batches:
+            return self.concurrent_batches
+        return 2 if on_gpu else max(1, min(4, os.cpu_count() or 1))
+
+    def resolved_intra_op_threads(self, on_gpu: bool) -> int:
+        if self.ort_intra_op_threads:
+            return self.ort_intra_op_threads
+        cores = os.cpu_count() or 1
+        return max(1, cores // self.resolved_concurrent_batches(on_gpu))
+
+    def resolved_padding_efficiency(self, on_gpu: bool) -> float:
+        if self.padding_efficiency_target is not None:
+            return self.padding_efficiency_target
+        return 0.5 if on_gpu else 0.85
+
+
+def settings_from_cli(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from flags, then environment variables, then defaults (``--help`` lists all)."""
+    return Settings(_cli_parse_args=list(argv) if argv is not None else True)  # type: ignore[call-arg]
