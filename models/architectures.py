@@ -206,6 +206,10 @@ class LSTMClassifier(nn.Module):
                     f"head weight: expected ({self.config.output_size}, "
                     f"{self.config.num_classes}), got {tuple(weight.shape)}"
                 )
+            if tuple(bias.shape) != (self.config.num_classes,):
+                raise ValueError(
+                    f"head bias: expected ({self.config.num_classes},), got {tuple(bias.shape)}"
+                )
             self.head.weight.copy_(weight.T)
             self.head.bias.copy_(bias)
 

@@ -35,7 +35,12 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> tuple[LSTMClassifier, dict[str, Any]]:
     """Read a checkpoint written by ``save_checkpoint``: ``(model in eval mode, record)``."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # not a torch file, or one holding more than plain types
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     model = LSTMClassifier(LSTMClassifierConfig.from_dict(payload["config"]))

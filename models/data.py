@@ -74,6 +74,11 @@ def parse_ts(text: str) -> tuple[list[np.ndarray], list[str], list[str]]:
         columns = [np.array(dim.split(","), dtype=np.float32) for dim in dimensions]
         if len({len(c) for c in columns}) != 1:
             raise ValueError(f"line {number}: dimensions of one series have different lengths")
+        if sequences and len(columns) != sequences[0].shape[1]:
+            raise ValueError(
+                f"line {number}: {len(columns)} dimensions, the first series has "
+                f"{sequences[0].shape[1]}"
+            )
         sequences.append(np.stack(columns, axis=1))
         targets.append(label.strip())
     if not sequences:

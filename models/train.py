@@ -82,7 +82,7 @@ def train(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
-            total_loss += float(loss) * len(targets)
+            total_loss += loss.item() * len(targets)
             correct += int((logits.argmax(dim=1) == target).sum())
         row = {
             "epoch": epoch,

@@ -234,6 +234,12 @@ class LSTMCell(BasicLSTMCell):
     ``projection_kernel`` of shape ``(U, P)``, then ``proj_clip`` clips it.
     """
 
+    # Created by ``_build_extras`` when configured (declared here for type checkers).
+    w_i_diag: nn.Parameter
+    w_f_diag: nn.Parameter
+    w_o_diag: nn.Parameter
+    projection_kernel: nn.Parameter
+
     def __init__(
         self,
         num_units: int,
@@ -329,11 +335,13 @@ class MultiRNNCell(RNNCell):
     every cell's flattened state, ``(B, sum of widths)``, when ``state_is_tuple=False``.
     """
 
+    cells: Sequence[RNNCell]  # an nn.ModuleList of RNNCell at run time
+
     def __init__(self, cells: Sequence[RNNCell], state_is_tuple: bool = True) -> None:
         if not cells:
             raise ValueError("MultiRNNCell needs at least one cell")
         nn.Module.__init__(self)
-        self.cells = nn.ModuleList(cells)
+        self.cells = nn.ModuleList(cells)  # type: ignore[assignment]
         self.state_is_tuple = state_is_tuple
         self.num_units = cells[-1].num_units
 
@@ -361,7 +369,9 @@ class MultiRNNCell(RNNCell):
         """Load one ``(kernel, bias)`` pair per cell, bottom cell first."""
         if len(weights) != len(self.cells):
             raise ValueError(f"expected {len(self.cells)} (kernel, bias) pairs, got {len(weights)}")
-        for cell, (kernel, bias) in zip(self.cells, weights, strict=True):
+        for n, (cell, (kernel, bias)) in enumerate(zip(self.cells, weights, strict=True)):
+            if n:  # cell n reads cell n-1's output: a kernel for another depth is refused
+                cell.build(self.cells[n - 1].output_size)
             cell.load_tf_weights(kernel, bias)
 
     def zero_state(
@@ -386,7 +396,8 @@ class MultiRNNCell(RNNCell):
         return torch.cat([leaf for s in states for leaf in flatten(s)], dim=1)
 
     def _split_states(self, state: torch.Tensor) -> tuple[Any, ...]:
-        states, offset = [], 0
+        states: list[Any] = []
+        offset = 0
         for cell in self.cells:
             size = cell.state_size
             widths = _widths(size)

@@ -8,7 +8,9 @@ from service.batching.formation import BatchPolicy, select_batch
 
 
 def policy(size: int = 64, tokens: int = 10_000, efficiency: float = 0.0) -> BatchPolicy:
-    return BatchPolicy(max_batch_size=size, max_batch_tokens=tokens, padding_efficiency_target=efficiency)
+    return BatchPolicy(
+        max_batch_size=size, max_batch_tokens=tokens, padding_efficiency_target=efficiency
+    )
 
 
 def test_anchor_alone_when_nothing_else_waits() -> None:
@@ -63,4 +65,6 @@ def test_anchor_is_always_chosen_and_efficiency_kept(anchor: int) -> None:
     if len(selection.indices) > 1:
         assert selection.real_steps >= 0.7 * selection.padded_steps
     assert selection.real_steps == sum(lengths[k] for k in selection.indices)
-    assert selection.padded_steps == len(selection.indices) * max(lengths[k] for k in selection.indices)
+    assert selection.padded_steps == len(selection.indices) * max(
+        lengths[k] for k in selection.indices
+    )
