@@ -121,12 +121,12 @@ def _split_inputs(
     inputs: dict[str, np.ndarray], spec: ModelSpec, limits: Limits
 ) -> tuple[list[np.ndarray], list[dict[str, np.ndarray] | None], int]:
     """Cut the padded batch into validated sequences; returns them, their states and ``T``."""
-    if INPUTS not in inputs:
-        raise InvalidInput(f"the request has no {INPUTS!r} input")
     state_names = {s.name: s for s in spec.state_inputs}
     unknown = set(inputs) - {INPUTS, LENGTHS} - set(state_names)
     if unknown:
         raise InvalidInput(f"unknown inputs {sorted(unknown)}; expected {INPUTS!r}, {LENGTHS!r}")
+    if INPUTS not in inputs:
+        raise InvalidInput(f"the request has no {INPUTS!r} input")
     batch_input = inputs[INPUTS]
     if batch_input.dtype.kind != "f":
         raise InvalidInput(f"{INPUTS!r} must be FP32 (or FP16/FP64)")

@@ -53,7 +53,8 @@ def check_sequence(array: np.ndarray, spec: ModelSpec, limits: Limits, where: st
         raise InvalidInput(f"{where} is empty: a sequence needs at least one step")
     if array.shape[0] > limits.max_length:
         raise InvalidInput(f"{where} has {array.shape[0]} steps; the limit is {limits.max_length}")
-    converted = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected just below
+        converted = np.ascontiguousarray(array, dtype=np.float32)
     require_finite(converted, where)
     return converted
 

@@ -36,6 +36,12 @@ def nvidia_driver_present() -> bool:
     return True
 
 
+# TF32 GEMMs (ORT's CUDA default) carry ~1e-3 relative error per step; over 200 steps of a
+# trained LSTM that grew to 3e-2 in probabilities on an H100 (bench/results). Exact FP32 costs
+# little here, since an LSTM's time goes to per-step launches rather than GEMM throughput.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
 def candidate_providers(preference: ProviderPreference) -> list[str]:
     """The providers to ask a session for, best first."""
     if preference == "cpu":

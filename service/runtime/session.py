@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from service.runtime.providers import (
     CUDA,
+    CUDA_OPTIONS,
     ProviderPreference,
     candidate_providers,
     quiet_ort_logs,
@@ -150,9 +151,18 @@ class ModelRuntime:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Idle ORT threads must not spin: they would steal the cores that the event loop needs
+        # to accept and decode the next requests while a batch runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = candidate_providers(preference)
+        if providers[0] == CUDA:
+            options.intra_op_num_threads = 1  # the GPU does the work; CPU ops are shape glue
         with quiet_ort_logs():
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(
+                str(path),
+                options,
+                providers=[(CUDA, CUDA_OPTIONS) if p == CUDA else p for p in providers],
+            )
         self.provider = self.session.get_providers()[0]
         if preference == "cuda" and self.provider != CUDA:
             raise RuntimeError(
