@@ -1,0 +1,141 @@
+"""Export a checkpoint into a model repository and verify it: ``python -m export --help``.
+
+Exit status: 0 exported and verified; 1 verification failed (nothing written); 2 bad arguments,
+unreadable checkpoint or unavailable provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from export.exporter import ExportResult
+    from export.verify import VerifySettings
+
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """The verification flags, shared with ``python -m export.defaults``."""
+    group = parser.add_argument_group("verification")
+    group.add_argument(
+        "--provider",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="ONNX Runtime execution provider that runs the checks (default: %(default)s)",
+    )
+    group.add_argument(
+        "--tolerance",
+        type=float,
+        help="max abs error allowed vs torch and between runs (default: 1e-5 on cpu, "
+        "1e-4 on cuda, whose GEMMs use TF32)",
+    )
+    group.add_argument(
+        "--noise-factor",
+        type=float,
+        default=16.0,
+        help="the checks against torch also allow this many times torch's own float32 error "
+        "(torch float32 vs float64 on the same batches), which trained LSTMs grow along long "
+        "sequences; 0: the tolerance alone (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-length",
+        type=int,
+        default=200,
+        metavar="T",
+        help="longest sequence verified; recorded as max_length_verified (default: %(default)s)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of the random test batches")
+
+
+def verify_settings(args: argparse.Namespace) -> VerifySettings:
+    """``VerifySettings`` from the flags of ``add_verify_arguments``."""
+    from export.verify import VerifySettings
+
+    return VerifySettings(
+        provider=args.provider,
+        tolerance=args.tolerance,
+        noise_factor=args.noise_factor,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export an LSTM classifier checkpoint (models.checkpoint) to ONNX with "
+        "sequence_lens, verify it with ONNX Runtime against torch, and write it into a "
+        "Triton-layout model repository as <repository>/<name>/<version>/model.onnx plus "
+        "<repository>/<name>/config.pbtxt. Nothing is written when a check fails.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file (.pt) to export")
+    parser.add_argument("--name", required=True, help="model name in the repository")
+    parser.add_argument(
+        "--version",
+        type=int,
+        help="positive integer version (default: one above the highest already there)",
+    )
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository folder (default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=256,
+        help="max_batch_size written to config.pbtxt (default: %(default)s)",
+    )
+    add_verify_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Heavy imports (torch, onnx, onnxruntime) only once the arguments are known good.
+    from export.exporter import export_checkpoint
+    from export.verify import ProviderUnavailableError, VerificationError
+
+    try:
+        settings = verify_settings(args)
+        print(
+            f"exporting {args.checkpoint} as {args.name!r} "
+            f"(version {args.version or 'next'}) into {args.repository}"
+        )
+        result = export_checkpoint(
+            args.checkpoint,
+            args.repository,
+            args.name,
+            args.version,
+            verify=settings,
+            max_batch_size=args.max_batch_size,
+        )
+    except VerificationError as error:
+        print(error.report.format())
+        print(f"error: {args.checkpoint} failed verification; nothing was written")
+        return 1
+    except (ValueError, OSError, ProviderUnavailableError) as error:
+        print(f"error: {error}")
+        return 2
+    print(result.report.format())
+    print(describe(result))
+    return 0
+
+
+def describe(result: ExportResult) -> str:
+    """What an export wrote, for people."""
+    meta = result.metadata
+    return (
+        f"wrote {result.model_path} and {result.config_path}\n"
+        f"  {meta['architecture']} {meta['layer_sizes']}, {meta['input_size']} features, "
+        f"{meta['num_classes']} classes, source sha256 {meta['source_checkpoint_sha256'][:16]}…"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Train (if needed) and export the built-in models: ``python -m export.defaults``.
+
+* ``bilstm``: bidirectional LSTM, layers [128, 128]
+* ``lstm``: stacked unidirectional LSTM, layers [128, 256]
+
+Both are trained on JapaneseVowels (``models.data``) with a fixed seed; checkpoints go to
+``<checkpoints>/<name>.pt`` and are reused when present. Idempotent: a model whose repository
+version already holds an export of the same checkpoint (same SHA-256) is left alone unless
+``--force``. This is what the README's serve command runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, describe, verify_settings
+
+DEFAULT_CHECKPOINTS = Path("artifacts/checkpoints")
+DEFAULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    """One built-in model: its repository name, architecture and training length."""
+
+    name: str
+    bidirectional: bool
+    layer_sizes: tuple[int, ...]
+    epochs: int
+    seed: int = 0
+
+
+DEFAULT_MODELS = (
+    DefaultModel("bilstm", bidirectional=True, layer_sizes=(128, 128), epochs=60),
+    # Test accuracy stops improving after ~40 epochs (95%); more only costs time.
+    DefaultModel("lstm", bidirectional=False, layer_sizes=(128, 256), epochs=40),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.defaults",
+        description="Train (when the checkpoint is missing) and export the built-in models "
+        + ", ".join(f"{m.name!r}" for m in DEFAULT_MODELS)
+        + " into the model repository. Skips a model whose repository version was already "
+        "exported from the same checkpoint.",
+    )
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository folder (default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=DEFAULT_CHECKPOINTS,
+        help="folder of the <name>.pt checkpoints, read or written (default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=DEFAULT_VERSION,
+        help="repository version to write (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[m.name for m in DEFAULT_MODELS],
+        metavar="NAME",
+        help="handle only these models (default: all)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="export again even when the repository is up to date"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="folder with JapaneseVowels_{TRAIN,TEST}.ts (default: aeon's)"
+    )
+    add_verify_arguments(parser)
+    return parser
+
+
+def ensure_checkpoint(spec: DefaultModel, path: Path, data_dir: Path | None) -> None:
+    """Train ``spec`` on JapaneseVowels and save it to ``path`` unless ``path`` exists."""
+    from models.architectures import LSTMClassifierConfig
+    from models.checkpoint import save_checkpoint
+    from models.data import load_japanese_vowels
+    from models.train import TrainSettings, train
+
+    if path.is_file():
+        print(f"[{spec.name}] checkpoint {path} exists: not training")
+        return
+    train_set = load_japanese_vowels("train", data_dir)
+    test_set = load_japanese_vowels("test", data_dir)
+    config = LSTMClassifierConfig(
+        input_size=train_set.num_features,
+        layer_sizes=spec.layer_sizes,
+        num_classes=len(train_set.labels),
+        bidirectional=spec.bidirectional,
+        labels=train_set.labels,
+    )
+    print(
+        f"[{spec.name}] training {config.architecture} {list(spec.layer_sizes)} on "
+        f"JapaneseVowels ({len(train_set)} train / {len(test_set)} test), "
+        f"{spec.epochs} epochs, seed {spec.seed}"
+    )
+    started = time.perf_counter()
+    model, record = train(
+        config, train_set, test_set, TrainSettings(epochs=spec.epochs, seed=spec.seed)
+    )
+    save_checkpoint(path, model, record)
+    print(
+        f"[{spec.name}] trained in {time.perf_counter() - started:.1f} s, test accuracy "
+        f"{record['test_accuracy']:.4f}; wrote {path}"
+    )
+
+
+def exported_sha256(repository: Path, name: str, version: int) -> str | None:
+    """The source hash recorded in ``name``/``version`` of the repository (None: no complete
+    export there)."""
+    from export import contract
+    from export.metadata import read_metadata
+    from export.repository import model_path
+
+    path = model_path(repository, name, version)
+    if not path.is_file() or not (path.parent.parent / contract.CONFIG_FILENAME).is_file():
+        return None
+    try:
+        return read_metadata(path).get("source_checkpoint_sha256")
+    except Exception:  # an unreadable file is exported again, not a reason to stop
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # models.train reports each epoch through logging.
+    logging.basicConfig(level=logging.INFO, format="  %(message)s")
+    from export.exporter import export_checkpoint
+    from export.verify import ProviderUnavailableError, VerificationError
+    from models.checkpoint import file_sha256
+
+    started = time.perf_counter()
+    settings = verify_settings(args)
+    failures = 0
+    for spec in DEFAULT_MODELS:
+        if args.only and spec.name not in args.only:
+            continue
+        checkpoint = args.checkpoints / f"{spec.name}.pt"
+        ensure_checkpoint(spec, checkpoint, args.data_dir)
+        digest = file_sha256(checkpoint)
+        previous = exported_sha256(args.repository, spec.name, args.version)
+        if previous == digest and not args.force:
+            print(
+                f"[{spec.name}] up to date: {args.repository}/{spec.name}/{args.version} was "
+                f"exported from {checkpoint} (sha256 {digest[:16]}…); --force exports again"
+            )
+            continue
+        reason = (
+            "forced"
+            if previous == digest
+            else "not in the repository"
+            if previous is None
+            else f"repository holds another checkpoint's export (sha256 {previous[:16]}…)"
+        )
+        print(f"[{spec.name}] exporting {checkpoint} as version {args.version} ({reason})")
+        try:
+            result = export_checkpoint(
+                checkpoint, args.repository, spec.name, args.version, verify=settings
+            )
+        except VerificationError as error:
+            print(error.report.format())
+            print(f"[{spec.name}] error: failed verification; nothing was written")
+            failures += 1
+            continue
+        except ProviderUnavailableError as error:
+            print(f"error: {error}")
+            return 2
+        print(result.report.format())
+        print(describe(result))
+    print(
+        f"done in {time.perf_counter() - started:.1f} s"
+        + (f", {failures} failed" if failures else "")
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

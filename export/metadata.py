@@ -1,0 +1,63 @@
+"""The ``metadata_props`` of an exported model (``docs/model-contract.md``): all values strings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnx
+
+from export import contract
+from models.architectures import LSTMClassifier, LSTMClassifierConfig
+
+
+def state_dict_sha256(model: LSTMClassifier) -> str:
+    """Hex SHA-256 of a model's weights (names, dtypes, shapes, bytes): the source hash of an
+    export made from a model object rather than a checkpoint file."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{key}|{array.dtype}|{array.shape}\n".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def build_metadata(
+    config: LSTMClassifierConfig,
+    *,
+    name: str,
+    version: int,
+    source_sha256: str,
+    max_length_verified: int,
+    parity_json: str,
+) -> dict[str, str]:
+    """Every contract key, in contract order."""
+    metadata = {
+        "name": name,
+        "version": str(version),
+        "architecture": config.architecture,
+        "layer_sizes": json.dumps(list(config.layer_sizes)),
+        "bidirectional": "true" if config.bidirectional else "false",
+        "input_size": str(config.input_size),
+        "num_classes": str(config.num_classes),
+        "labels": json.dumps(list(config.labels), ensure_ascii=False),
+        "max_length_verified": str(max_length_verified),
+        "source_checkpoint_sha256": source_sha256,
+        "parity": parity_json,
+        "contract": contract.CONTRACT,
+    }
+    assert tuple(metadata) == contract.METADATA_KEYS  # one list of keys, kept in step
+    return metadata
+
+
+def attach_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace ``model``'s ``metadata_props`` with ``metadata``."""
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+
+
+def read_metadata(source: str | Path | onnx.ModelProto) -> dict[str, str]:
+    """The ``metadata_props`` of a model file or proto."""
+    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    return {prop.key: prop.value for prop in model.metadata_props}

@@ -1,0 +1,203 @@
+"""``python -m export`` and ``python -m export.defaults`` end to end, on tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import export.defaults as defaults
+from export.__main__ import main
+from export.metadata import read_metadata
+from export.verify import ProviderUnavailableError, create_session
+from models.checkpoint import file_sha256, save_checkpoint
+from tests.export.helpers import Case, make_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--max-length", "24"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    return save_checkpoint(tmp_path / "tiny.pt", make_model(False, (6, 4)), {"test": True})
+
+
+def test_help_lists_the_flags() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "export", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for flag in ("--name", "--version", "--repository", "--provider", "--tolerance"):
+        assert flag in result.stdout
+
+
+def test_export_prints_the_report_and_writes_the_repository(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    argv = [str(checkpoint), "--name", "tiny", "--version", "2", "--repository", str(repo)]
+    code = main([*argv, *FAST])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "all checks passed" in out and "chunked_equals_whole" in out
+    model = repo / "tiny" / "2" / "model.onnx"
+    assert model.is_file() and (repo / "tiny" / "config.pbtxt").is_file()
+    metadata = read_metadata(model)
+    assert metadata["source_checkpoint_sha256"] == file_sha256(checkpoint)
+    assert metadata["max_length_verified"] == "24"
+
+
+def test_failed_verification_exits_1_and_writes_nothing(
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import export.exporter as exporter
+
+    real_build = exporter.build_onnx_model
+
+    def build_without_lengths(model, **kwargs):  # type: ignore[no-untyped-def]
+        proto = real_build(model, **kwargs)
+        for node in proto.graph.node:
+            if node.op_type == "LSTM":
+                node.input[4] = ""  # the classic bug: padding runs through the LSTM
+        return proto
+
+    monkeypatch.setattr(exporter, "build_onnx_model", build_without_lengths)
+    repo = tmp_path / "repo"
+    code = main([str(checkpoint), "--name", "tiny", "--repository", str(repo), *FAST])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "VERIFICATION FAILED" in out and "FAIL padding_invariance" in out
+    assert not (repo / "tiny").exists()
+
+
+@pytest.mark.parametrize(
+    "argv_tail, message",
+    [
+        (["--name", "../up"], "invalid model name"),
+        (["--name", "ok", "--version", "0"], "version"),
+    ],
+)
+def test_bad_arguments_exit_2(
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv_tail: list[str],
+    message: str,
+) -> None:
+    code = main([str(checkpoint), "--repository", str(tmp_path / "repo"), *argv_tail])
+    assert code == 2
+    assert message in capsys.readouterr().out
+
+
+def test_a_missing_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope.pt"), "--name", "m", "--repository", str(tmp_path)]) == 2
+    assert "nope.pt" in capsys.readouterr().out
+
+
+def test_cuda_provider_runs_or_exits_2(checkpoint: Path, tmp_path: Path, stacked: Case) -> None:
+    try:
+        create_session(stacked.proto, "cuda")
+        expected = 0
+    except ProviderUnavailableError:
+        expected = 2
+    argv = [str(checkpoint), "--name", "m", "--repository", str(tmp_path), "--provider", "cuda"]
+    assert main([*argv, *FAST]) == expected
+
+
+@pytest.mark.slow
+def test_the_module_runs_as_a_program(checkpoint: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    command = [sys.executable, "-m", "export", str(checkpoint), "--name", "m"]
+    result = subprocess.run(
+        [*command, "--repository", str(repo), *FAST],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "m" / "1" / "model.onnx").is_file()
+
+
+# -- python -m export.defaults -------------------------------------------------------------------
+@pytest.fixture
+def tiny_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[defaults.DefaultModel, ...]]:
+    """The default models, shrunk to train in a fraction of a second."""
+    if importlib.util.find_spec("aeon") is None and importlib.util.find_spec("sktime") is None:
+        pytest.skip("JapaneseVowels ships with aeon or sktime; neither is installed")
+    specs = (
+        defaults.DefaultModel("bilstm", bidirectional=True, layer_sizes=(4,), epochs=1),
+        defaults.DefaultModel("lstm", bidirectional=False, layer_sizes=(4, 3), epochs=1),
+    )
+    monkeypatch.setattr(defaults, "DEFAULT_MODELS", specs)
+    # Models this small train fastest on one thread; on a busy 2-core machine, torch's spinning
+    # worker threads made one epoch take seconds instead of a tenth of one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield specs
+    torch.set_num_threads(threads)
+
+
+def test_defaults_train_export_then_skip_until_forced(
+    tiny_defaults: tuple[defaults.DefaultModel, ...],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, checkpoints = tmp_path / "repo", tmp_path / "ckpt"
+    argv = ["--repository", str(repo), "--checkpoints", str(checkpoints), *FAST]
+
+    assert defaults.main(argv) == 0
+    out = capsys.readouterr().out
+    for spec in tiny_defaults:
+        assert f"[{spec.name}] training" in out
+        model = repo / spec.name / "1" / "model.onnx"
+        metadata = read_metadata(model)
+        assert metadata["source_checkpoint_sha256"] == file_sha256(checkpoints / f"{spec.name}.pt")
+        assert metadata["architecture"] == (
+            "bidirectional_lstm" if spec.bidirectional else "stacked_lstm"
+        )
+    written = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+
+    assert defaults.main(argv) == 0  # nothing to do: same checkpoints, same exports
+    out = capsys.readouterr().out
+    assert "] training" not in out and out.count("up to date") == 2
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == written
+
+    assert defaults.main([*argv, "--force", "--only", "lstm"]) == 0
+    out = capsys.readouterr().out
+    assert "[lstm] exporting" in out and "(forced)" in out and "[bilstm]" not in out
+
+
+def test_defaults_export_again_when_the_checkpoint_changes(
+    tiny_defaults: tuple[defaults.DefaultModel, ...],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, checkpoints = tmp_path / "repo", tmp_path / "ckpt"
+    argv = ["--repository", str(repo), "--checkpoints", str(checkpoints), "--only", "bilstm"]
+    assert defaults.main([*argv, *FAST]) == 0
+    # Someone retrains: a different checkpoint under the same name.
+    save_checkpoint(checkpoints / "bilstm.pt", make_model(True, (4,)), {})
+    capsys.readouterr()
+    assert defaults.main([*argv, *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "another checkpoint" in out
+    metadata = read_metadata(repo / "bilstm" / "1" / "model.onnx")
+    assert metadata["source_checkpoint_sha256"] == file_sha256(checkpoints / "bilstm.pt")
+    assert metadata["input_size"] == "5"

@@ -1,0 +1,103 @@
+"""``export_model`` / ``export_checkpoint``: files in place, metadata per the contract, nothing
+written when verification fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export import (
+    VerificationError,
+    contract,
+    export_checkpoint,
+    export_model,
+    read_metadata,
+)
+from export.metadata import state_dict_sha256
+from models.checkpoint import file_sha256, save_checkpoint
+from tests.export.helpers import FAST_VERIFY, LABELS, Case, make_model
+
+
+def test_metadata_follows_the_contract(case: Case, tmp_path: Path) -> None:
+    result = export_model(case.model, tmp_path, "tiny", 3, verify=FAST_VERIFY)
+    metadata = read_metadata(result.model_path)
+    assert tuple(metadata) == contract.METADATA_KEYS
+    config = case.config
+    assert metadata["name"] == "tiny" and metadata["version"] == "3"
+    assert metadata["architecture"] == (
+        "bidirectional_lstm" if config.bidirectional else "stacked_lstm"
+    )
+    assert json.loads(metadata["layer_sizes"]) == list(config.layer_sizes)
+    assert metadata["bidirectional"] == ("true" if config.bidirectional else "false")
+    assert metadata["input_size"] == "5" and metadata["num_classes"] == "3"
+    assert json.loads(metadata["labels"]) == list(LABELS)
+    assert metadata["max_length_verified"] == str(FAST_VERIFY.max_length)
+    assert metadata["source_checkpoint_sha256"] == state_dict_sha256(case.model)
+    assert json.loads(metadata["parity"]) == result.report.parity()
+    assert metadata["contract"] == "lstm-serving/onnx-v1"
+    assert all(isinstance(value, str) for value in metadata.values())
+    assert metadata == result.metadata
+
+
+def test_export_writes_model_and_config_and_counts_versions(stacked: Case, tmp_path: Path) -> None:
+    first = export_model(stacked.model, tmp_path, "m", verify=FAST_VERIFY)
+    second = export_model(stacked.model, tmp_path, "m", verify=FAST_VERIFY)
+    assert (first.version, second.version) == (1, 2)
+    assert first.model_path == tmp_path / "m" / "1" / "model.onnx"
+    assert second.config_path == tmp_path / "m" / "config.pbtxt"
+    assert 'name: "m"' in second.config_path.read_text()
+    onnx.checker.check_model(str(second.model_path))
+
+
+def test_checkpoint_export_records_the_file_hash(tmp_path: Path) -> None:
+    model = make_model(bidirectional=True, layer_sizes=(4,))
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", model, {"note": "test"})
+    result = export_checkpoint(checkpoint, tmp_path / "repo", "tiny", verify=FAST_VERIFY)
+    assert result.metadata["source_checkpoint_sha256"] == file_sha256(checkpoint)
+    assert result.report.passed
+
+
+def test_state_dict_hash_tracks_the_weights() -> None:
+    model = make_model(bidirectional=False, layer_sizes=(4,))
+    same = make_model(bidirectional=False, layer_sizes=(4,))
+    other = make_model(bidirectional=False, layer_sizes=(4,), seed=1)
+    assert state_dict_sha256(model) == state_dict_sha256(same)
+    assert state_dict_sha256(model) != state_dict_sha256(other)
+
+
+def test_failed_verification_writes_nothing(
+    stacked: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import export.exporter as exporter
+
+    real_build = exporter.build_onnx_model
+
+    def build_broken(model, **kwargs):  # type: ignore[no-untyped-def]
+        proto = real_build(model, **kwargs)
+        for node in proto.graph.node:
+            if node.op_type == "Softmax":
+                node.attribute[0].i = 0  # softmax over the batch instead of the classes
+        return proto
+
+    monkeypatch.setattr(exporter, "build_onnx_model", build_broken)
+    with pytest.raises(VerificationError) as raised:
+        export_model(stacked.model, tmp_path / "repo", "m", verify=FAST_VERIFY)
+    assert not raised.value.report.check("ort_vs_torch").passed
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_export_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
+    model = make_model(bidirectional=False, layer_sizes=(4,)).train()
+    export_model(model, tmp_path, "m", verify=FAST_VERIFY)
+    assert model.training  # exported in eval mode from a copy
+
+
+def test_bad_names_fail_before_any_work(stacked: Case, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="invalid model name"):
+        export_model(stacked.model, tmp_path, "../escape", verify=FAST_VERIFY)
+    with pytest.raises(ValueError, match="version"):
+        export_model(stacked.model, tmp_path, "m", 0, verify=FAST_VERIFY)
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,134 @@
+"""The graph's structure: native LSTM nodes wired to ``lengths``, the contract's I/O, versions."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export import contract
+from export.graph import OPSET, build_onnx_model, onnx_lstm_weights
+from tests.export.helpers import Case
+
+
+def _attribute(node: onnx.NodeProto, name: str) -> object:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return None
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [
+        d.dim_param if d.HasField("dim_param") else d.dim_value
+        for d in value_info.type.tensor_type.shape.dim
+    ]
+
+
+def test_every_lstm_layer_is_a_native_node_fed_by_the_lengths_input(case: Case) -> None:
+    lstm_nodes = [node for node in case.proto.graph.node if node.op_type == "LSTM"]
+    assert len(lstm_nodes) == len(case.config.layer_sizes)
+    graph_inputs = {i.name for i in case.proto.graph.input}
+    initializers = {i.name for i in case.proto.graph.initializer}
+    expected_direction = b"bidirectional" if case.config.bidirectional else b"forward"
+    for node, hidden in zip(lstm_nodes, case.config.layer_sizes, strict=True):
+        # ONNX LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c.
+        assert node.input[4] == contract.LENGTHS
+        assert contract.LENGTHS in graph_inputs and contract.LENGTHS not in initializers
+        assert _attribute(node, "direction") == expected_direction
+        assert _attribute(node, "hidden_size") == hidden
+        assert _attribute(node, "layout") == 0
+    assert not any(node.op_type in ("Loop", "Scan") for node in case.proto.graph.node)
+
+
+def test_opset_and_ir_version_load_in_onnxruntime(case: Case) -> None:
+    opsets = {o.domain: o.version for o in case.proto.opset_import}
+    assert opsets == {"": OPSET}
+    # onnx writes IR 14 by default, which onnxruntime 1.31 refuses; the builder pins it.
+    assert case.proto.ir_version == 10
+    onnx.checker.check_model(case.proto, full_check=True)
+    ort.InferenceSession(case.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_batch_and_time_are_dynamic_and_io_follows_the_contract(case: Case) -> None:
+    config = case.config
+    dirs = config.num_directions
+    inputs = {i.name: i for i in case.proto.graph.input}
+    assert _dims(inputs[contract.INPUTS]) == ["batch", "time", config.input_size]
+    assert _dims(inputs[contract.LENGTHS]) == ["batch"]
+    assert inputs[contract.LENGTHS].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    outputs = {o.name: _dims(o) for o in case.proto.graph.output}
+    expected = {
+        contract.LOGITS: ["batch", config.num_classes],
+        contract.PROBS: ["batch", config.num_classes],
+        contract.OUTPUTS: ["batch", "time", dirs * config.layer_sizes[-1]],
+    }
+    for n, hidden in enumerate(config.layer_sizes):
+        expected[contract.final_c(n)] = [dirs, "batch", hidden]
+        expected[contract.final_h(n)] = [dirs, "batch", hidden]
+    assert outputs == expected
+    assert list(outputs) == contract.output_names(len(config.layer_sizes))
+
+
+def test_initial_states_are_overridable_zero_initializers(case: Case) -> None:
+    dirs = case.config.num_directions
+    assert [i.name for i in case.session.get_inputs()] == [contract.INPUTS, contract.LENGTHS]
+    overridable = {i.name: i.shape for i in case.session.get_overridable_initializers()}
+    initializers = {i.name: numpy_helper.to_array(i) for i in case.proto.graph.initializer}
+    expected = {}
+    for n, hidden in enumerate(case.config.layer_sizes):
+        for name in (contract.initial_c(n), contract.initial_h(n)):
+            expected[name] = [dirs, "batch", hidden]
+            assert initializers[name].shape == (dirs, 1, hidden)
+            assert not initializers[name].any()
+    assert overridable == expected
+
+
+def test_weights_are_reordered_from_torch_ifgo_to_onnx_iofc() -> None:
+    hidden, features = 3, 2
+    # Give every gate block its own constant, so the permutation is visible.
+    blocks = {"i": 1.0, "f": 2.0, "g": 3.0, "o": 4.0}
+    torch_order = np.concatenate([np.full(hidden, v, np.float32) for v in blocks.values()])
+    weight_ih = np.repeat(torch_order[:, None], features, axis=1)
+    weight_hh = np.repeat(torch_order[:, None], hidden, axis=1)
+    w, r, b = onnx_lstm_weights(weight_ih, weight_hh, torch_order, 10 * torch_order)
+    onnx_order = [blocks[k] for k in "iofg"]  # ONNX i, o, f, c (c is torch's g)
+    assert w.shape == (4 * hidden, features) and r.shape == (4 * hidden, hidden)
+    assert b.shape == (8 * hidden,)
+    assert w[::hidden, 0].tolist() == onnx_order
+    assert r[::hidden, 0].tolist() == onnx_order
+    assert b[: 4 * hidden : hidden].tolist() == onnx_order  # Wb from bias_ih
+    assert b[4 * hidden :: hidden].tolist() == [10 * v for v in onnx_order]  # Rb from bias_hh
+
+
+def test_builder_copies_each_direction_and_the_head(bidirectional: Case) -> None:
+    initializers = {i.name: numpy_helper.to_array(i) for i in bidirectional.proto.graph.initializer}
+    layer = bidirectional.model.layers[1]
+    for direction, suffix in enumerate(("", "_reverse")):
+        w, r, b = onnx_lstm_weights(
+            *(
+                getattr(layer, f"{name}_l0{suffix}").detach().numpy()
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+        )
+        np.testing.assert_array_equal(initializers["W_1"][direction], w)
+        np.testing.assert_array_equal(initializers["R_1"][direction], r)
+        np.testing.assert_array_equal(initializers["B_1"][direction], b)
+    np.testing.assert_array_equal(
+        initializers["head_weight"], bidirectional.model.head.weight.detach().numpy()
+    )
+
+
+def test_build_rejects_an_opset_without_lstm_layout(stacked: Case) -> None:
+    with pytest.raises(ValueError, match="opset"):
+        build_onnx_model(stacked.model, opset=13)
+
+
+def test_building_leaves_the_model_untouched(stacked: Case) -> None:
+    before = {k: v.clone() for k, v in stacked.model.state_dict().items()}
+    build_onnx_model(stacked.model)
+    after = stacked.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
