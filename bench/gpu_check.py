@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
     for batch in (1, 16, 64, 256, 1024):
         inputs, lengths = make_batch(rng, batch, features)
 
-        def torch_run() -> None:
+        def torch_run(inputs: np.ndarray = inputs, lengths: np.ndarray = lengths) -> None:
             with torch.no_grad():
                 x = torch.from_numpy(inputs).cuda()
                 out = gpu_model(x, torch.from_numpy(lengths))
@@ -145,13 +146,13 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
         row = {
             "torch_cudnn_seq_per_s": batch / median_seconds(torch_run, repeats),
             "ort_cuda_seq_per_s": batch
-            / median_seconds(lambda: run_ort(cuda, inputs, lengths), repeats),
+            / median_seconds(partial(run_ort, cuda, inputs, lengths), repeats),
             "ort_cuda_tf32_seq_per_s": batch
-            / median_seconds(lambda: run_ort(tf32, inputs, lengths), repeats),
+            / median_seconds(partial(run_ort, tf32, inputs, lengths), repeats),
         }
         if batch <= 256:
             row["ort_cpu_seq_per_s"] = batch / median_seconds(
-                lambda: run_ort(cpu, inputs, lengths), 5
+                partial(run_ort, cpu, inputs, lengths), 5
             )
         rows[str(batch)] = {k: round(v, 1) for k, v in row.items()}
     return rows
