@@ -31,7 +31,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         "--tolerance",
         type=float,
         help="max abs error allowed vs torch and between runs (default: 1e-5 on cpu, "
-        "1e-4 on cuda, whose GEMMs use TF32)",
+        "1e-4 on cuda, which runs FP32 with TF32 off, as the service does)",
     )
     group.add_argument(
         "--noise-factor",

@@ -45,7 +45,12 @@ from models.rnn import LSTMStateTuple
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEFAULT_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
-"""Max abs error allowed. CUDA runs its GEMMs in TF32 (10-bit mantissa), measured ~7e-5."""
+"""Max abs error allowed. CUDA gets more room: its kernels may change with the batch size, so even
+ORT-vs-ORT checks (padding invariance) need not be exact there (docs/architecture.md: ~7e-5)."""
+CUDA_OPTIONS = {"use_tf32": "0"}
+"""CUDA provider options, as ``service/runtime/providers.py`` runs the models: TF32 GEMMs grew to
+3e-2 error in probabilities over 200 steps of the trained defaults (bench/results), so the
+service runs exact FP32, and the verifier checks what is served."""
 
 Arrays = dict[str, np.ndarray]
 
@@ -77,8 +82,8 @@ class VerifySettings:
     num_batches: int = 3
     noise_factor: float = 16.0
     """Torch-vs-ORT checks allow ``tolerance + noise_factor * (torch float32 vs float64 error)``;
-    0 gives a plain absolute tolerance. 16: ORT's float32 error was measured at up to ~11x torch's
-    on the trained defaults (ORT's LSTM kernel uses approximate sigmoid/tanh)."""
+    0 gives a plain absolute tolerance. 16 leaves room over what was measured on the trained
+    defaults: ORT's float32 error up to ~11x torch's own (the two round differently)."""
     pad_value: float = 1e3
     """Magnitude of the garbage written past each length."""
     seed: int = 0
@@ -196,7 +201,9 @@ def create_session(model: onnx.ModelProto | bytes, provider: str = "cpu") -> ort
     # contract's design, so keep the report readable.
     options.log_severity_level = 3
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    providers = [wanted] if provider == "cpu" else [wanted, PROVIDERS["cpu"]]
+    providers: list[str | tuple[str, dict[str, str]]] = (
+        [wanted] if provider == "cpu" else [(wanted, CUDA_OPTIONS), PROVIDERS["cpu"]]
+    )
     session = ort.InferenceSession(data, options, providers=providers)
     if session.get_providers()[0] != wanted:
         raise ProviderUnavailableError(

@@ -1,0 +1,192 @@
+"""Bring a TensorFlow 1.x checkpoint to the model repository: ``python -m export.from_tf --help``.
+
+    # what is in it (to write a description)
+    python -m export.from_tf CKPT --list-variables
+    python -m export.from_tf CKPT --write-description desc.json     # a guess to check and edit
+    # import, check against TF's own outputs, export (verified) and write into the repository
+    python -m export.from_tf CKPT --description desc.json --reference expected.npz --name my_lstm
+
+No TensorFlow is needed. Exit status: 0 done; 1 the reference or the export verification
+failed (nothing written); 2 the checkpoint or description cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, describe, verify_settings
+
+REFERENCE_TOLERANCE = 1e-5
+
+
+def reference_errors(model: Any, reference: Path) -> dict[str, float]:
+    """Max abs error of ``model`` against TensorFlow's outputs saved in an ``.npz``.
+
+    The file holds ``inputs`` ``(B, T, F)`` and ``lengths`` ``(B,)``, and any of: ``logits``,
+    ``probs``, ``outputs`` (unidirectional) or ``outputs_fw``/``outputs_bw``, ``final_c_{n}``/
+    ``final_h_{n}`` per layer (unidirectional) or ``final_{c,h}_{fw,bw}`` (top bidirectional
+    layer). Each array present is compared.
+    """
+    import torch
+
+    data = np.load(reference)
+    with torch.no_grad():
+        out = model(torch.from_numpy(data["inputs"]), torch.from_numpy(data["lengths"]))
+    ours: dict[str, np.ndarray] = {
+        "logits": out.logits.numpy(),
+        "probs": out.probs.numpy(),
+        "outputs": out.outputs.numpy(),
+    }
+    half = out.outputs.shape[2] // 2
+    ours["outputs_fw"], ours["outputs_bw"] = (
+        ours["outputs"][..., :half],
+        ours["outputs"][..., half:],
+    )
+    for n, state in enumerate(out.states):
+        ours[f"final_c_{n}"], ours[f"final_h_{n}"] = state.c[0].numpy(), state.h[0].numpy()
+    top = out.states[-1]
+    if top.c.shape[0] == 2:
+        ours["final_c_fw"], ours["final_h_fw"] = top.c[0].numpy(), top.h[0].numpy()
+        ours["final_c_bw"], ours["final_h_bw"] = top.c[1].numpy(), top.h[1].numpy()
+    errors = {}
+    for key in sorted(set(data.files) & set(ours)):
+        if data[key].shape != ours[key].shape:
+            raise ValueError(f"{reference}: {key} has shape {data[key].shape}, the model gives "
+                             f"{ours[key].shape}")  # fmt: skip
+        errors[key] = float(np.max(np.abs(data[key].astype(np.float64) - ours[key])))
+    if not errors:
+        raise ValueError(f"{reference} holds none of the outputs to compare ({sorted(ours)})")
+    return errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.from_tf",
+        description="Import a TensorFlow 1.x LSTM classifier checkpoint (V2: .index + .data) "
+        "without TensorFlow, check it, export it to ONNX (verified) and write it into the model "
+        "repository.",
+    )
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="checkpoint prefix (model.ckpt), its .index file, or a folder holding both",
+    )
+    parser.add_argument(
+        "--description",
+        type=Path,
+        help="JSON description of the cells and head (a manifest.json works); default: guessed "
+        "from the variable names, assuming forget_bias=1.0",
+    )
+    parser.add_argument(
+        "--list-variables", action="store_true", help="print the variables and stop"
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="with --list-variables: optimizer slots too"
+    )
+    parser.add_argument(
+        "--write-description",
+        type=Path,
+        metavar="OUT",
+        help="write the (guessed) description and stop",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help=".npz with inputs, lengths and TensorFlow's outputs to reproduce (to 1e-5)",
+    )
+    parser.add_argument("--name", help="model name in the repository (required to export)")
+    parser.add_argument("--version", type=int, help="positive integer (default: next)")
+    parser.add_argument(
+        "--repository", type=Path, default=DEFAULT_REPOSITORY, help="default: ./%(default)s"
+    )
+    parser.add_argument("--max-batch-size", type=int, default=256)
+    add_verify_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    from export.tf1 import (
+        TF1ImportError,
+        TFCheckpoint,
+        build_model,
+        format_variables,
+        guess_description,
+        list_variables,
+        load_description,
+    )
+
+    try:
+        checkpoint = TFCheckpoint(args.checkpoint)
+        if args.list_variables:
+            print(format_variables(list_variables(checkpoint), include_all=args.all))
+            return 0
+        if args.description:
+            description = load_description(args.description)
+        else:
+            description = guess_description(checkpoint)
+            for note in description.notes:
+                print(f"note: {note}")
+        if args.write_description:
+            args.write_description.write_text(json.dumps(description.to_dict(), indent=2) + "\n")
+            print(f"wrote {args.write_description}: check forget_bias and labels before use")
+            return 0
+        if not args.name:
+            parser.error("--name is required to export (or use --list-variables)")
+        for variable in checkpoint.variables():
+            checkpoint.read(variable)  # every tensor's CRC32C, optimizer slots included
+        model = build_model(checkpoint, description)
+    except TF1ImportError as error:
+        print(f"error: {error}")
+        return 2
+    config = model.config
+    print(
+        f"imported {checkpoint.prefix}: {config.architecture} {list(config.layer_sizes)}, "
+        f"{config.input_size} features, {config.num_classes} classes"
+    )
+    if args.reference:
+        errors = reference_errors(model, args.reference)
+        worst = max(errors.values())
+        for key, error in errors.items():
+            print(f"  {'ok ' if error <= REFERENCE_TOLERANCE else 'BAD'}  {key:12s} {error:.2e}")
+        if worst > REFERENCE_TOLERANCE:
+            print(f"error: the model does not reproduce {args.reference} (max error {worst:.2e})")
+            return 1
+        print(f"reproduces {args.reference} to {worst:.1e}")
+
+    from export.exporter import export_model
+    from export.verify import ProviderUnavailableError, VerificationError
+
+    try:
+        result = export_model(
+            model,
+            args.repository,
+            args.name,
+            args.version,
+            source_sha256=checkpoint.sha256(),
+            verify=verify_settings(args),
+            max_batch_size=args.max_batch_size,
+        )
+    except VerificationError as error:
+        print(error.report.format())
+        print("error: the exported model failed verification; nothing was written")
+        return 1
+    except (ValueError, OSError, ProviderUnavailableError) as error:
+        print(f"error: {error}")
+        return 2
+    print(result.report.format())
+    print(describe(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""``python -m export.from_tf``: a TF 1.x checkpoint in, a verified ONNX model in the repository
+out, served over HTTP with TensorFlow's own numbers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.from_tf import main
+from export.metadata import read_metadata
+from tests.service.test_e2e import Server
+
+from .shipped import DATA_DIR, MODELS, load_expected, load_manifest
+
+TOL = 1e-5
+
+
+def export(name: str, repo: Path, *extra: str) -> int:
+    folder = DATA_DIR / name
+    return main(
+        [
+            str(folder),
+            "--description",
+            str(folder / "manifest.json"),
+            "--reference",
+            str(folder / "expected.npz"),
+            "--name",
+            name,
+            "--repository",
+            str(repo),
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def tf_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("tf_repository")
+    for name in MODELS:
+        assert export(name, repo) == 0
+    return repo
+
+
+def tf_outputs(name: str, expected: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """TensorFlow's arrays under the contract's output names (states ``(dirs, B, H)``)."""
+    out = {"logits": expected["logits"], "probs": expected["probs"]}
+    if "outputs_fw" in expected:
+        out["outputs"] = np.concatenate([expected["outputs_fw"], expected["outputs_bw"]], axis=2)
+        out["final_c_0"] = np.stack([expected["final_c_fw"], expected["final_c_bw"]])
+        out["final_h_0"] = np.stack([expected["final_h_fw"], expected["final_h_bw"]])
+    else:
+        out["outputs"] = expected["outputs"]
+        layers = len(load_manifest(name)["cells"])
+        for n in range(layers):
+            out[f"final_c_{n}"] = expected[f"final_c_{n}"][np.newaxis]
+            out[f"final_h_{n}"] = expected[f"final_h_{n}"][np.newaxis]
+    return out
+
+
+def test_list_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DATA_DIR / "multi_lstm"), "--list-variables"]) == 0
+    printed = capsys.readouterr().out
+    assert "rnn/multi_rnn_cell/cell_1/lstm_cell/kernel" in printed and "[80, 192]" in printed
+    assert "Adam" not in printed.split("(and")[0]  # optimizer slots summarised, not listed
+
+
+def test_written_description_round_trips(tmp_path: Path) -> None:
+    description = tmp_path / "desc.json"
+    assert main([str(DATA_DIR / "basic_lstm"), "--write-description", str(description)]) == 0
+    repo = tmp_path / "repo"
+    code = main(
+        [
+            str(DATA_DIR / "basic_lstm"),
+            "--description", str(description),
+            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--name", "guessed",
+            "--repository", str(repo),
+        ]
+    )  # fmt: skip
+    assert code == 0 and (repo / "guessed" / "1" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_exported_onnx_reproduces_tensorflow(name: str, tf_repository: Path) -> None:
+    path = tf_repository / name / "1" / "model.onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = load_expected(name)
+    lengths = expected["lengths"].astype(np.int32)
+    names = [o.name for o in session.get_outputs()]
+    got = dict(
+        zip(
+            names,
+            session.run(names, {"inputs": expected["inputs"], "lengths": lengths}),
+            strict=True,
+        )
+    )
+    for key, value in tf_outputs(name, expected).items():
+        np.testing.assert_allclose(got[key], value, atol=TOL, err_msg=key)
+    # padding invariance: each sequence alone gives what it gave in the padded batch
+    for b, length in enumerate(lengths):
+        alone = session.run(["probs"], {"inputs": expected["inputs"][b : b + 1, :length],
+                                        "lengths": lengths[b : b + 1]})[0]  # fmt: skip
+        np.testing.assert_allclose(alone[0], got["probs"][b], atol=TOL)
+    metadata = read_metadata(path)
+    assert metadata["labels"] == '["1", "2", "3", "4", "5", "6", "7", "8", "9"]'
+    assert metadata["source_checkpoint_sha256"]
+
+
+def test_wrong_forget_bias_fails_the_reference_and_writes_nothing(tmp_path: Path) -> None:
+    manifest = load_manifest("basic_lstm")
+    for cell in manifest["cells"]:
+        cell["forget_bias"] = 0.0
+    description = tmp_path / "wrong.json"
+    description.write_text(json.dumps(manifest))
+    code = main(
+        [
+            str(DATA_DIR / "basic_lstm"),
+            "--description", str(description),
+            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--name", "wrong",
+            "--repository", str(tmp_path / "repo"),
+        ]
+    )  # fmt: skip
+    assert code == 1
+    assert not (tmp_path / "repo" / "wrong").exists()
+
+
+def test_corrupt_checkpoint_exits_2_naming_the_tensor(
+    copied: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copied("basic_lstm")
+    data = folder / "model.ckpt.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    assert main([str(folder), "--name", "x", "--repository", str(folder / "repo")]) == 2
+    printed = capsys.readouterr().out
+    assert "CRC32C mismatch" in printed and "rnn/basic_lstm_cell/kernel/Adam" in printed
+
+
+@pytest.fixture(scope="module")
+def tf_server(tf_repository: Path) -> Iterator[Server]:
+    server = Server(tf_repository)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_served_over_http_returns_tensorflow_numbers(name: str, tf_server: Server) -> None:
+    expected = load_expected(name)
+    inputs, lengths = expected["inputs"], expected["lengths"]
+    body = {
+        "inputs": [
+            {"name": "inputs", "shape": list(inputs.shape), "datatype": "FP32",
+             "data": inputs.ravel().tolist()},
+            {"name": "lengths", "shape": [len(lengths)], "datatype": "INT32",
+             "data": lengths.tolist()},
+        ]
+    }  # fmt: skip
+    response = httpx.post(f"{tf_server.url}/v2/models/{name}/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    got = {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in response.json()["outputs"]}
+    for key, value in tf_outputs(name, expected).items():
+        np.testing.assert_allclose(got[key], value, atol=TOL, err_msg=key)
+    labels = httpx.post(
+        f"{tf_server.url}/v1/models/{name}/predict",
+        json={"sequences": [inputs[b, :n].tolist() for b, n in enumerate(lengths)]},
+        timeout=30,
+    ).json()["results"]
+    assert [r["label"] for r in labels] == [str(k + 1) for k in expected["logits"].argmax(1)]
