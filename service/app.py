@@ -13,16 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from service import __version__
 from service.api import v1, v2
-from service.api.common import AppContext, json_response
+from service.api.common import AppContext, ErrorBody, json_response
+from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
 from service.metrics import ServiceMetrics
 from service.registry import RuntimeFactory, load_registry, onnx_runtime_factory
@@ -63,6 +67,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return json_response(_error_body("internal server error", "internal"), 500)
 
 
+def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
+    """The OpenAPI schema, plus the request bodies that routes decode themselves (orjson, not
+    pydantic, so numbers go straight into numpy) registered as components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in body_models:
+                body = model.model_json_schema(
+                    by_alias=True, ref_template="#/components/schemas/{model}"
+                )
+                for name, definition in body.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None, runtime_factory: RuntimeFactory = onnx_runtime_factory
 ) -> FastAPI:
@@ -98,10 +125,25 @@ def create_app(
     )
     app.state.context = None
     install_error_handlers(app)
+    if settings.api_key is not None:
+        app.add_middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key.get_secret_value(),
+            protect_health=settings.api_key_protects_health,
+            protect_metrics=settings.api_key_protects_metrics,
+        )
     app.include_router(v1.router)
     app.include_router(v2.router)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    install_openapi(app, v1.DOC_MODELS + v2.DOC_MODELS)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={401: {"model": ErrorBody}},
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

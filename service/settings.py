@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     """On SIGTERM, how long accepted requests may take to finish before the process exits."""
     retry_after_s: int = Field(1, ge=0)
     """Retry-After header value on 429 and 503."""
+
+    # -- access ---------------------------------------------------------------------------------
+    api_key: SecretStr | None = None
+    """Bearer token required on inference and metadata endpoints (Authorization: Bearer KEY);
+    unset = open, for local use. Never logged."""
+    api_key_protects_health: bool = False
+    """Also require the key on /v2/health/live and /v2/health/ready."""
+    api_key_protects_metrics: bool = False
+    """Also require the key on /metrics."""
 
     # -- logs -----------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -15,6 +15,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service.api.common import (
+    INFERENCE_ERRORS,
+    METADATA_ERRORS,
+    body_schema,
     context,
     decode_json,
     json_response,
@@ -64,6 +67,9 @@ class PredictRequest(BaseModel):
     )
 
 
+DOC_MODELS: list[type[BaseModel]] = []  # filled below
+
+
 class SequenceResult(BaseModel):
     label: str | None = None
     class_index: int | None = None
@@ -80,15 +86,7 @@ class PredictResponse(BaseModel):
     results: list[SequenceResult]
 
 
-def _request_schema() -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": PredictRequest.model_json_schema(by_alias=True)}
-            },
-        }
-    }
+DOC_MODELS.append(PredictRequest)
 
 
 def model_summary(served: ServedModel) -> dict[str, Any]:
@@ -112,13 +110,17 @@ def model_summary(served: ServedModel) -> dict[str, Any]:
     return summary
 
 
-@router.get("/models", summary="List the models and their metadata")
+@router.get("/models", summary="List the models and their metadata", responses=METADATA_ERRORS)
 async def list_models(request: Request) -> Response:
     ctx = context(request)
     return json_response({"models": [model_summary(m) for m in ctx.registry.all()]})
 
 
-@router.get("/models/{name}", summary="One model's metadata (its default version)")
+@router.get(
+    "/models/{name}",
+    summary="One model's metadata (its default version)",
+    responses=METADATA_ERRORS,
+)
 async def get_model(request: Request, name: Annotated[str, Path()]) -> Response:
     return json_response(model_summary(context(request).registry.get(name)))
 
@@ -193,7 +195,8 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
 
 _predict_doc = {
     "response_model": PredictResponse,
-    "openapi_extra": _request_schema(),
+    "responses": INFERENCE_ERRORS,
+    "openapi_extra": body_schema(PredictRequest),
     "summary": "Classify one or more variable-length sequences",
 }
 

@@ -14,10 +14,14 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from service import __version__
 from service.api.common import (
+    INFERENCE_ERRORS,
+    METADATA_ERRORS,
     AppContext,
+    body_schema,
     context,
     json_response,
     observed,
@@ -32,6 +36,57 @@ from service.registry import ServedModel
 from service.runtime.session import INPUTS, LENGTHS, ModelSpec
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
+
+
+class V2Tensor(BaseModel):
+    """A tensor in a request or response: ``data`` row-major (flat or nested), or its bytes
+    after the JSON header when ``parameters.binary_data_size`` is set."""
+
+    name: str
+    shape: list[int]
+    datatype: str = Field(examples=["FP32", "INT32"])
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data": True}])
+
+
+class V2InferRequest(BaseModel):
+    """Inputs: ``inputs`` [B, T, F] FP32 (or [T, F]), ``lengths`` [B] INT32 (optional),
+    ``initial_{c,h}_{n}`` [dirs, B, H] (optional)."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor]
+    outputs: list[V2RequestedOutput] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[V2Tensor]
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+    parameters: dict[str, Any] | None = None
+
+
+DOC_MODELS: list[type[BaseModel]] = [V2InferRequest]
 
 SERVER_NAME = "lstm-serving"
 
@@ -48,7 +103,11 @@ async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", summary="Readiness: every model loaded and its batcher running")
+@router.get(
+    "/health/ready",
+    summary="Readiness: every model loaded and its batcher running",
+    responses={503: {"description": "not ready: which models are down"}},
+)
 async def ready(request: Request) -> Response:
     ctx: AppContext | None = getattr(request.app.state, "context", None)
     if ctx is None:
@@ -215,31 +274,54 @@ Name = Annotated[str, Path(description="model name")]
 Version = Annotated[str, Path(description="model version (a positive integer)")]
 
 
-@router.get("/models/{name}", summary="Model metadata (default version)")
+_metadata_doc: dict[str, Any] = {"response_model": V2ModelMetadata, "responses": METADATA_ERRORS}
+_infer_doc: dict[str, Any] = {
+    "response_model": V2InferResponse,
+    "responses": {
+        200: {
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                }
+            },
+            "description": "JSON, or with binary outputs a JSON header of "
+            "Inference-Header-Content-Length bytes followed by the tensors",
+        },
+        **INFERENCE_ERRORS,
+    },
+    "openapi_extra": body_schema(V2InferRequest),
+}
+
+
+@router.get("/models/{name}", summary="Model metadata (default version)", **_metadata_doc)
 async def model_metadata(request: Request, name: Name) -> Response:
     return await _model_metadata(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}", summary="Model metadata")
+@router.get("/models/{name}/versions/{version}", summary="Model metadata", **_metadata_doc)
 async def model_version_metadata(request: Request, name: Name, version: Version) -> Response:
     return await _model_metadata(request, name, version)
 
 
-@router.get("/models/{name}/ready", summary="Model readiness (default version)")
+@router.get(
+    "/models/{name}/ready", summary="Model readiness (default version)", responses=METADATA_ERRORS
+)
 async def model_ready(request: Request, name: Name) -> Response:
     return await _model_ready(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness")
+@router.get(
+    "/models/{name}/versions/{version}/ready", summary="Model readiness", responses=METADATA_ERRORS
+)
 async def model_version_ready(request: Request, name: Name, version: Version) -> Response:
     return await _model_ready(request, name, version)
 
 
-@router.post("/models/{name}/infer", summary="Inference (default version)")
+@router.post("/models/{name}/infer", summary="Inference (default version)", **_infer_doc)
 async def infer(request: Request, name: Name) -> Response:
     return await _infer(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer", summary="Inference")
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference", **_infer_doc)
 async def infer_version(request: Request, name: Name, version: Version) -> Response:
     return await _infer(request, name, version)

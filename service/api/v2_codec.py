@@ -99,7 +99,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_elements: in
         if count > max_elements:
             raise InvalidInput(f"{where} has {count} elements; the limit is {max_elements}")
         datatype = raw.get("datatype")
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise InvalidInput(
                 f"{where}.datatype {datatype!r} is not supported; use one of {sorted(DATATYPES)}"
             )

@@ -93,6 +93,7 @@ class GatedRuntime:
         self.provider = inner.provider
         self.on_gpu = inner.on_gpu
         self.started = threading.Semaphore(0)
+        self.batches: list[list[int]] = []  # lengths of every batch run
 
     def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
         return self.inner.warmup(batch_sizes, lengths)
@@ -100,6 +101,7 @@ class GatedRuntime:
     def run_batch(self, sequences, initial_states, output_names):  # type: ignore[no-untyped-def]
         self.started.release()
         assert self.gate.wait(20), "the test never opened the gate"
+        self.batches.append([len(s) for s in sequences])
         return self.inner.run_batch(sequences, initial_states, output_names)
 
 

@@ -400,3 +400,40 @@ async def test_a_crashed_batcher_flips_readiness(client: httpx.AsyncClient, monk
     ready = await client.get("/v2/health/ready")
     assert ready.status_code == 503
     assert "tiny_bi/1" in ready.json()["models_down"]
+
+
+class PoisonedRuntime:
+    """A real runtime that raises for any batch holding a sequence starting with 999."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.spec, self.provider, self.on_gpu = inner, inner.spec, inner.provider, False
+
+    def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
+        return 0.0
+
+    def run_batch(self, sequences, initial_states, output_names):  # type: ignore[no-untyped-def]
+        if any(s[0, 0] == 999 for s in sequences):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.inner.run_batch(sequences, initial_states, output_names)
+
+
+async def test_a_runtime_failure_fails_that_batch_only_and_stays_ready(
+    model_repository: Path,
+) -> None:
+    from service.registry import onnx_runtime_factory
+
+    def factory(path, name, version, settings):  # type: ignore[no-untyped-def]
+        return PoisonedRuntime(onnx_runtime_factory(path, name, version, settings))
+
+    async with app_client(small_settings(model_repository), factory) as http:
+        url = "/v1/models/tiny_bi/predict"
+        failed = await http.post(url, json={"sequences": [[[999.0] * FEATURES]]})
+        assert failed.status_code == 500
+        assert failed.json() == {
+            "error": "inference failed for this batch",
+            "error_type": "inference_failed",
+        }  # the runtime's own message stays in the log
+        assert (await http.post(url, json={"sequences": [[GOOD_STEP]]})).status_code == 200
+        assert (await http.get("/v2/health/ready")).status_code == 200
+        metrics = (await http.get("/metrics")).text
+        assert 'lstm_batches_total{model="tiny_bi",outcome="failed"} 1.0' in metrics

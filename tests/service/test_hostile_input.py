@@ -1,0 +1,194 @@
+"""Hostile input and access control: every attack is a fast 4xx, nothing accepted is lost, and
+a client that leaves has its queued work dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.service.conftest import FEATURES, app_client, gated_factory, small_settings
+
+pytestmark = pytest.mark.anyio
+STEP = [0.5] * FEATURES
+KEY = "s3cret-key-for-tests"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/..%2F..%2Fetc%2Fpasswd/ready",
+        "/v2/models/%2E%2E/infer",
+        "/v1/models/tiny_bi%2F..%2Ftiny_uni/predict",
+        "/v2/models/tiny_bi/versions/..%2F1/infer",
+        "/v2/models/tiny_bi/versions/01/infer",
+    ],
+)
+async def test_path_tricks_in_model_names_are_404(client: httpx.AsyncClient, path: str) -> None:
+    method = client.get if path.endswith("ready") else client.post
+    kwargs = {} if path.endswith("ready") else {"json": {"sequences": [[STEP]]}}
+    response = await method(path, **kwargs)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]  # a route or model that does not exist, never a file
+
+
+async def test_chunked_body_over_the_limit_is_cut_off(model_repository: Path) -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"sequences": ['
+        for _ in range(10_000):  # 10 MB unless the server stops reading
+            sent += 1
+            yield b"[[0.1, 0.1, 0.1, 0.1, 0.1]]," * 40 + b" " * 24
+
+    async with app_client(small_settings(model_repository, max_body_bytes=4096)) as http:
+        response = await http.post("/v1/models/tiny_bi/predict", content=endless())
+        assert response.status_code == 413
+        assert "4096" in response.json()["error"]
+
+
+async def test_a_million_tiny_sequences_are_refused_by_count(client: httpx.AsyncClient) -> None:
+    body = b'{"sequences": [' + b",".join([b"[[0,0,0,0,0]]"] * 1_000_000) + b"]}"
+    response = await client.post("/v1/models/tiny_bi/predict", content=body)
+    assert response.status_code == 422
+    assert "1000000 sequences" in response.json()["error"]
+
+
+async def test_deeply_nested_json_is_400(client: httpx.AsyncClient) -> None:
+    body = b'{"sequences": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await client.post("/v1/models/tiny_bi/predict", content=body)
+    assert response.status_code == 400
+
+
+async def test_binary_header_claiming_huge_tensor_is_refused_without_allocating(
+    client: httpx.AsyncClient,
+) -> None:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "inputs",
+                    "shape": [100_000, 100_000, FEATURES],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * FEATURES * 10**10},
+                }
+            ]
+        }
+    )
+    response = await client.post(
+        "/v2/models/tiny_bi/infer",
+        content=header + b"\0" * 64,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 422
+    assert "elements" in response.json()["error"]
+
+
+async def test_wrong_types_in_v2_header_are_4xx(client: httpx.AsyncClient) -> None:
+    for inputs in (
+        "nope",
+        [{"name": 3}],
+        [{"name": "inputs", "shape": "1,2", "datatype": "FP32", "data": [0]}],
+        [{"name": "inputs", "shape": [1, -1, 5], "datatype": "FP32", "data": [0]}],
+        [{"name": "inputs", "shape": [1, 1, 5], "datatype": "FP32", "parameters": "x"}],
+        [{"name": "inputs", "shape": [1, 1, 5], "datatype": "FP32",
+          "parameters": {"binary_data_size": "20"}}],
+    ):  # fmt: skip
+        response = await client.post("/v2/models/tiny_bi/infer", json={"inputs": inputs})
+        assert 400 <= response.status_code < 500, (inputs, response.text)
+
+
+async def test_api_key_guards_inference_and_metadata_not_health(model_repository: Path) -> None:
+    settings = small_settings(model_repository, api_key=KEY)
+    async with app_client(settings) as http:
+        body = {"sequences": [[STEP]]}
+        for path in ("/v1/models", "/v2/models/tiny_bi", "/openapi.json"):
+            denied = await http.get(path)
+            assert denied.status_code == 401
+            assert denied.headers["WWW-Authenticate"] == "Bearer"
+            assert KEY not in denied.text
+        assert (await http.post("/v1/models/tiny_bi/predict", json=body)).status_code == 401
+        wrong = {"Authorization": "Bearer " + KEY[:-1] + "X"}
+        assert (
+            await http.post("/v1/models/tiny_bi/predict", json=body, headers=wrong)
+        ).status_code == 401
+        right = {"Authorization": f"Bearer {KEY}"}
+        assert (
+            await http.post("/v1/models/tiny_bi/predict", json=body, headers=right)
+        ).status_code == 200
+        assert (await http.get("/v2/health/ready")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 200
+
+
+async def test_api_key_can_guard_health_and_metrics_too(model_repository: Path) -> None:
+    settings = small_settings(
+        model_repository, api_key=KEY, api_key_protects_health=True, api_key_protects_metrics=True
+    )
+    async with app_client(settings) as http:
+        assert (await http.get("/v2/health/ready")).status_code == 401
+        assert (await http.get("/metrics")).status_code == 401
+        right = {"Authorization": f"Bearer {KEY}"}
+        assert (await http.get("/metrics", headers=right)).status_code == 200
+
+
+def test_the_key_never_appears_in_settings_output() -> None:
+    settings = small_settings(Path("."), api_key=KEY)
+    assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
+
+
+async def test_a_client_that_disconnects_has_its_queued_work_dropped(
+    model_repository: Path,
+) -> None:
+    gate, made = threading.Event(), []
+    settings = small_settings(model_repository, concurrent_batches=1, warmup=False)
+    async with app_client(settings, gated_factory(gate, made)) as http:
+        app = http._transport.app  # type: ignore[attr-defined]
+        runtime = next(r for r in made if r.spec.name == "tiny_bi")
+        batcher = app.state.context.registry.get("tiny_bi").batcher
+        url = "/v1/models/tiny_bi/predict"
+        holding = asyncio.ensure_future(http.post(url, json={"sequences": [[STEP]]}))
+        assert await asyncio.to_thread(runtime.started.acquire, True, 10)
+
+        leave = asyncio.Event()
+        body = orjson.dumps({"sequences": [[STEP] * 7]})  # length 7 marks this request
+        delivered = False
+
+        async def receive() -> dict:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": url, "raw_path": url.encode(), "query_string": b"",
+            "root_path": "", "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 50000), "server": ("test", 80), "state": {},
+        }  # fmt: skip
+        leaving = asyncio.ensure_future(app(scope, receive, send))
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if batcher.queue_depth == 1:
+                break
+        else:
+            pytest.fail("the request never reached the queue")
+        leave.set()  # the client goes while its sequence waits
+        await asyncio.wait_for(leaving, 10)
+        gate.set()
+        assert (await holding).status_code == 200
+        after = await http.post(url, json={"sequences": [[STEP] * 3]})
+        assert after.status_code == 200
+        assert runtime.batches == [[1], [3]]  # the length-7 sequence never ran
