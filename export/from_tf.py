@@ -156,8 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference:
         errors = reference_errors(model, args.reference)
         worst = max(errors.values())
-        for key, error in errors.items():
-            print(f"  {'ok ' if error <= REFERENCE_TOLERANCE else 'BAD'}  {key:12s} {error:.2e}")
+        for key, value in errors.items():
+            print(f"  {'ok ' if value <= REFERENCE_TOLERANCE else 'BAD'}  {key:12s} {value:.2e}")
         if worst > REFERENCE_TOLERANCE:
             print(f"error: the model does not reproduce {args.reference} (max error {worst:.2e})")
             return 1

@@ -145,9 +145,10 @@ async def run_sequences(
     ctx.metrics.sequences.labels(served.name).inc(len(sequences))
     results = asyncio.gather(*futures)
     gone = asyncio.ensure_future(_client_gone(request))
+    waiting: set[asyncio.Future[Any]] = {results, gone}
     try:
         done, _ = await asyncio.wait(
-            {results, gone},
+            waiting,
             timeout=max(0.0, deadline - time.monotonic()),
             return_when=asyncio.FIRST_COMPLETED,
         )
