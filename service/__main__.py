@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 
 import uvicorn
 
 from service.app import create_app
 from service.logs import configure_logging
-from service.settings import settings_from_cli
+from service.settings import settings_from_cli, settings_to_env
 
 
 def main() -> None:
@@ -21,14 +23,26 @@ def main() -> None:
             settings.model_repository,
         )
         raise SystemExit(2)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-    )
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), workers=1, **common)  # type: ignore[arg-type]
+        return
+    # Workers are new processes: they rebuild the settings from the environment, and write
+    # their metrics where /metrics (in any worker) can sum them.
+    os.environ.update(settings_to_env(settings))
+    with tempfile.TemporaryDirectory(prefix="lstm-serving-metrics-") as metrics_dir:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        uvicorn.run(
+            "service.app:create_app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **common,  # type: ignore[arg-type]
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -28,6 +28,7 @@ from service.api import v1, v2
 from service.api.common import AppContext, ErrorBody, json_response
 from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
+from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.registry import RuntimeFactory, load_registry, onnx_runtime_factory
 from service.settings import Settings
@@ -145,6 +146,14 @@ def create_app(
         responses={401: {"model": ErrorBody}},
     )
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory each worker process runs (``python -m service --workers N``): settings from
+    the environment, logging configured."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,9 +1,13 @@
 """Prometheus metrics, on a registry owned by the app (so several apps in one process, as in the
-tests, never share counters)."""
+tests, never share counters). With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set
+before start), every worker writes its values there and ``/metrics`` sums them."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.batching.batcher import BatchStats
 
@@ -68,20 +72,34 @@ class ServiceMetrics:
             "lstm_batches", "Batches run, by outcome.", ["model", "outcome"], registry=r
         )
         self.queue_depth = Gauge(
-            "lstm_queue_depth", "Sequences waiting in the batcher.", ["model"], registry=r
+            "lstm_queue_depth",
+            "Sequences waiting in the batcher.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.model_info = Gauge(
             "lstm_model_info",
             "1 for each loaded model version, labelled with the provider its session runs on.",
             ["model", "version", "provider"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_ready = Gauge(
             "lstm_model_ready",
             "1 if the model version can serve, else 0.",
             ["model", "version"],
             registry=r,
+            multiprocess_mode="livemin",
         )
+
+    def render(self) -> bytes:
+        """The exposition text: this process's registry, or every worker's values summed."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
     def observer(self, model: str) -> BatchMetricsObserver:
         return BatchMetricsObserver(self, model)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     """Address to listen on (0.0.0.0 inside a container)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port."""
+
+    workers: int = Field(1, ge=1, le=64)
+    """HTTP worker processes, each with its own sessions and batchers on the same device. Raise
+    it only when one process's CPU is the limit (with a GPU it is); metrics are summed across
+    workers."""
 
     # -- runtime --------------------------------------------------------------------------------
     provider: Literal["auto", "cuda", "cpu"] = "auto"
@@ -119,6 +125,23 @@ class Settings(BaseSettings):
         if self.padding_efficiency_target is not None:
             return self.padding_efficiency_target
         return 0.5 if on_gpu else 0.85
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that recreate ``settings`` (for worker processes)."""
+    env = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, list):
+            value = json.dumps(value)
+        env[f"LSTM_SERVING_{name.upper()}"] = str(value)
+    return env
 
 
 def settings_from_cli(argv: Sequence[str] | None = None) -> Settings:

@@ -221,3 +221,23 @@ def test_refuses_to_start_without_a_repository(tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert "export.defaults" in completed.stderr
+
+
+def test_several_workers_share_the_port_and_sum_their_metrics(model_repository: Path) -> None:
+    server = Server(model_repository, "--workers", "2")
+    try:
+        sequences = [[[0.1] * FEATURES] * n for n in range(1, 41)]
+
+        def one(sequence: list) -> int:
+            body = {"sequences": [sequence]}
+            url = f"{server.url}/v1/models/tiny_uni/predict"
+            return httpx.post(url, json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(one, sequences)) == {200}
+        metrics = httpx.get(f"{server.url}/metrics").text
+        # Whichever worker answers, it reports what both workers counted.
+        assert _metric(metrics, 'lstm_sequences_total{model="tiny_uni"}') == len(sequences)
+    finally:
+        log = server.stop()
+    assert log.count("Application startup complete") == 2
