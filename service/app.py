@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from service import __version__
 from service.api import v1, v2
 from service.api.common import AppContext, ErrorBody, json_response
+from service.api.fast_path import InferenceFastPath
 from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
 from service.logs import configure_logging
@@ -126,7 +127,8 @@ def create_app(
     )
     app.state.context = None
     install_error_handlers(app)
-    if settings.api_key is not None:
+    app.add_middleware(InferenceFastPath)
+    if settings.api_key is not None:  # added last, so it runs first
         app.add_middleware(
             ApiKeyMiddleware,
             api_key=settings.api_key.get_secret_value(),

@@ -159,7 +159,7 @@ def _format(
     return out
 
 
-async def _predict(request: Request, name: str, version: str | None) -> Response:
+async def predict_handler(request: Request, name: str, version: str | None) -> Response:
     arrived = time.monotonic()
     ctx = context(request)
     async with observed(ctx, name, "v1", arrived):
@@ -203,11 +203,11 @@ _predict_doc = {
 
 @router.post("/models/{name}/predict", **_predict_doc)  # type: ignore[arg-type]
 async def predict(request: Request, name: Annotated[str, Path()]) -> Response:
-    return await _predict(request, name, None)
+    return await predict_handler(request, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/predict", **_predict_doc)  # type: ignore[arg-type]
 async def predict_version(
     request: Request, name: Annotated[str, Path()], version: Annotated[str, Path()]
 ) -> Response:
-    return await _predict(request, name, version)
+    return await predict_handler(request, name, version)

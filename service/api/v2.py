@@ -236,7 +236,7 @@ def _assemble(name: str, results: list[dict[str, np.ndarray]], steps: int) -> np
     return np.stack([result[name] for result in results], axis=axis)
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
+async def infer_handler(request: Request, name: str, version: str | None) -> Response:
     arrived = time.monotonic()
     ctx = context(request)
     async with observed(ctx, name, "v2", arrived):
@@ -319,9 +319,9 @@ async def model_version_ready(request: Request, name: Name, version: Version) ->
 
 @router.post("/models/{name}/infer", summary="Inference (default version)", **_infer_doc)
 async def infer(request: Request, name: Name) -> Response:
-    return await _infer(request, name, None)
+    return await infer_handler(request, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer", summary="Inference", **_infer_doc)
 async def infer_version(request: Request, name: Name, version: Version) -> Response:
-    return await _infer(request, name, version)
+    return await infer_handler(request, name, version)
