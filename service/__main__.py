@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 
@@ -27,7 +28,8 @@ def main() -> None:
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
-        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+        # uvicorn's own wait for the requests in flight; 0 means none (never "forever").
+        "timeout_graceful_shutdown": math.ceil(settings.drain_timeout_s),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), workers=1, **common)  # type: ignore[arg-type]

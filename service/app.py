@@ -36,6 +36,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+BATCHER_CLOSE_S = 5.0
+
 
 def _error_body(message: str, error_type: str) -> dict[str, str]:
     return {"error": message, "error_type": error_type}
@@ -102,6 +104,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = await load_registry(settings, metrics, runtime_factory)
+        if not any(m.ready for m in registry.all()):
+            await registry.close(0)
+            errors = "; ".join(f"{m.name}/{m.version}: {m.error}" for m in registry.all())
+            raise RuntimeError(
+                f"no model can serve from {settings.model_repository}: {errors or 'none found'}"
+            )
         app.state.context = AppContext(settings, registry, metrics)
         log.info(
             "ready" if registry.ready else "started, but not every model is ready",
@@ -113,8 +121,10 @@ def create_app(
         try:
             yield
         finally:
+            # uvicorn has already waited (up to drain_timeout_s) for the requests in flight, so
+            # what the batchers still hold belongs to no waiting client: a short grace suffices.
             log.info("draining", extra={"drain_timeout_s": settings.drain_timeout_s})
-            await registry.close(settings.drain_timeout_s)
+            await registry.close(min(settings.drain_timeout_s, BATCHER_CLOSE_S))
             app.state.context = None
             log.info("stopped")
 

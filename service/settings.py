@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # -- runtime --------------------------------------------------------------------------------
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     """Execution provider: auto = CUDA if it really loads on this machine, else CPU."""
+    cuda_device_id: int = Field(0, ge=0)
+    """The GPU to run on (one replica per GPU on a multi-GPU machine)."""
     ort_intra_op_threads: int = Field(0, ge=0)
     """Threads per ONNX Runtime run on the CPU provider; 0 = cores / concurrent batches."""
     concurrent_batches: int = Field(0, ge=0)
@@ -113,18 +115,32 @@ class Settings(BaseSettings):
     def resolved_concurrent_batches(self, on_gpu: bool) -> int:
         if self.concurrent_batches:
             return self.concurrent_batches
-        return 2 if on_gpu else max(1, min(4, os.cpu_count() or 1))
+        return 2 if on_gpu else max(1, min(4, available_cpus()))
 
     def resolved_intra_op_threads(self, on_gpu: bool) -> int:
         if self.ort_intra_op_threads:
             return self.ort_intra_op_threads
-        cores = os.cpu_count() or 1
+        cores = available_cpus()
         return max(1, cores // self.resolved_concurrent_batches(on_gpu))
 
     def resolved_padding_efficiency(self, on_gpu: bool) -> float:
         if self.padding_efficiency_target is not None:
             return self.padding_efficiency_target
         return 0.5 if on_gpu else 0.85
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 quota (a container's
+    --cpus), not the host's core count."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

@@ -98,8 +98,20 @@ async def server_metadata() -> Response:
     )
 
 
-@router.get("/health/live", summary="Liveness")
-async def live() -> Response:
+@router.get(
+    "/health/live",
+    summary="Liveness: 503 once a batcher has died, so an orchestrator restarts the process",
+    responses={503: {"description": "a batcher died"}},
+)
+async def live(request: Request) -> Response:
+    ctx: AppContext | None = getattr(request.app.state, "context", None)
+    dead = [
+        f"{m.name}/{m.version}"
+        for m in (ctx.registry.all() if ctx else [])
+        if m.batcher is not None and m.batcher.failure is not None
+    ]
+    if dead:
+        return json_response({"live": False, "batchers_dead": dead}, 503)
     return json_response({"live": True})
 
 

@@ -145,6 +145,7 @@ class ModelRuntime:
         version: str,
         preference: ProviderPreference,
         intra_op_threads: int,
+        cuda_device_id: int = 0,
     ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -161,7 +162,10 @@ class ModelRuntime:
             self.session = ort.InferenceSession(
                 str(path),
                 options,
-                providers=[(CUDA, CUDA_OPTIONS) if p == CUDA else p for p in providers],
+                providers=[
+                    (CUDA, {**CUDA_OPTIONS, "device_id": str(cuda_device_id)}) if p == CUDA else p
+                    for p in providers
+                ],
             )
         self.provider = self.session.get_providers()[0]
         if preference == "cuda" and self.provider != CUDA:

@@ -400,6 +400,17 @@ async def test_a_crashed_batcher_flips_readiness(client: httpx.AsyncClient, monk
     ready = await client.get("/v2/health/ready")
     assert ready.status_code == 503
     assert "tiny_bi/1" in ready.json()["models_down"]
+    live = await client.get("/v2/health/live")  # so that an orchestrator restarts the process
+    assert live.status_code == 503
+    assert live.json()["batchers_dead"] == ["tiny_bi/1"]
+
+
+async def test_refuses_to_start_when_no_model_can_serve(tmp_path: Path) -> None:
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(RuntimeError, match="no model can serve .*broken/1"):
+        async with app_client(small_settings(tmp_path)):
+            pass
 
 
 class PoisonedRuntime:
