@@ -1,0 +1,337 @@
+"""The compose files, nginx and Prometheus configs, without Docker: the Compose specification
+(check-jsonschema's vendored schema, offline), the merged configurations (``docker compose
+config`` where a Compose v2 CLI is installed), and what each service must have."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.settings import Settings
+from tests.deploy.helpers import (
+    COMPOSE,
+    COMPOSE_CPU,
+    COMPOSE_FILES,
+    COMPOSE_SCALE,
+    NGINX_CONF,
+    PROMETHEUS_CONFIG,
+    ROOT,
+    Reset,
+    compose_command,
+    load_compose,
+    tool,
+    without_compose_tags,
+)
+
+BASE = load_compose(COMPOSE)
+CPU = load_compose(COMPOSE_CPU)
+SCALE = load_compose(COMPOSE_SCALE)
+SERVER = BASE["services"]["server"]
+DEFAULTS = Settings()
+VARIANTS = {
+    "gpu": [COMPOSE],
+    "cpu": [COMPOSE, COMPOSE_CPU],
+    "scale": [COMPOSE, COMPOSE_SCALE],
+    "scale-cpu": [COMPOSE, COMPOSE_SCALE, COMPOSE_CPU],
+}
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration):
+        total += float(number) * units[unit]
+    assert total > 0, duration
+    return total
+
+
+def _check_jsonschema() -> str:
+    found = tool("check-jsonschema")
+    if found is None:
+        pytest.skip("check-jsonschema is not installed (the `test` extra)")
+    return found
+
+
+# -- the Compose specification ------------------------------------------------------------------
+def test_compose_files_follow_the_compose_specification(tmp_path: Path) -> None:
+    """check-jsonschema's vendored Compose schema (offline). Its YAML reader does not know
+    Compose's ``!reset`` tag, so the override files are checked with the tag dropped (the value
+    kept); the merge itself is checked by ``docker compose config`` below."""
+    checker = _check_jsonschema()
+    files = []
+    for path in COMPOSE_FILES:
+        copy = tmp_path / path.name
+        copy.write_text(without_compose_tags(path.read_text()))
+        files.append(str(copy))
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_schema_check_rejects_a_wrong_file(tmp_path: Path) -> None:
+    checker = _check_jsonschema()
+    wrong = tmp_path / "compose.yml"
+    wrong.write_text(
+        "services:\n  server:\n    image: x:1\n    restart: sometimes\n    portz: []\n"
+    )
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(wrong)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+
+
+def _compose(
+    command: list[str], tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Compose with an empty environment and .env file: no LSTM_SERVING_* or .env of the
+    developer's changes what is checked."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    return subprocess.run(
+        [*command, "--env-file", str(empty), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+    )
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_docker_compose_config_merges_each_variant(variant: str, tmp_path: Path) -> None:
+    """``docker compose config`` parses, interpolates, merges (``!reset`` included) and validates
+    without a Docker engine; its output must follow the schema too."""
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 CLI here (docker compose plugin or docker-compose v2)")
+    files = [arg for path in VARIANTS[variant] for arg in ("-f", str(path))]
+    result = _compose(
+        command, tmp_path, *files, "--profile", "loadtest", "--profile", "prometheus", "config"
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    server = merged["services"]["server"]
+    reservations = server.get("deploy", {}).get("resources", {}).get("reservations", {})
+    assert bool(reservations.get("devices")) == ("cpu" not in variant)
+    provider = server["environment"]["LSTM_SERVING_PROVIDER"]
+    assert provider == ("cpu" if "cpu" in variant else "cuda")
+    published = {p["published"] for s in merged["services"].values() for p in s.get("ports", [])}
+    assert "8000" in published
+    if "scale" in variant:
+        assert not server.get("ports") and server["deploy"]["replicas"] == 2
+        assert merged["services"]["lb"]["ports"][0]["target"] == 8000
+        assert "--url=http://lb:8000" in merged["services"]["loadtest"]["command"]
+    if shutil.which("check-jsonschema") or tool("check-jsonschema"):
+        out = tmp_path / "merged.yml"
+        out.write_text(result.stdout)
+        checked = subprocess.run(
+            [_check_jsonschema(), "--builtin-schema", "vendor.compose-spec", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout
+
+
+def test_own_model_repository_is_a_read_only_bind_mount(tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 CLI here (docker compose plugin or docker-compose v2)")
+    result = _compose(
+        command, tmp_path, "-f", str(COMPOSE), "config", "server", MODEL_REPOSITORY="./my_models"
+    )
+    assert result.returncode == 0, result.stderr
+    (volume,) = yaml.safe_load(result.stdout)["services"]["server"]["volumes"]
+    assert volume["type"] == "bind" and volume["read_only"] is True
+    assert volume["source"] == str(ROOT / "my_models") and volume["target"] == "/models"
+
+
+# -- the server ---------------------------------------------------------------------------------
+def test_server_reserves_one_nvidia_gpu() -> None:
+    (device,) = SERVER["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    assert SERVER["environment"]["LSTM_SERVING_PROVIDER"] == "${LSTM_SERVING_PROVIDER:-cuda}"
+
+
+def test_server_serves_the_model_repository_volume_on_port_8000() -> None:
+    assert SERVER["build"]["target"] == "runtime"
+    assert SERVER["ports"] == ["${SERVER_PUBLISHED_PORT:-8000}:8000"]
+    env = SERVER["environment"]
+    assert env["LSTM_SERVING_HOST"] == "0.0.0.0" and env["LSTM_SERVING_PORT"] == "8000"
+    assert env["LSTM_SERVING_MODEL_REPOSITORY"] == "/models"
+    assert SERVER["volumes"] == ["${MODEL_REPOSITORY:-model-repository}:/models:ro"]
+    assert "model-repository" in BASE["volumes"]
+
+
+def test_fresh_clone_volume_is_seeded_from_the_image_before_the_server_starts() -> None:
+    models = BASE["services"]["models"]
+    assert models["image"] == SERVER["image"] and models["build"] == SERVER["build"]
+    assert SERVER["depends_on"]["models"]["condition"] == "service_completed_successfully"
+    assert models["volumes"] == ["model-repository:/seed"]  # not /models: that is the image's
+    assert "cp -R /models/. /seed/" in models["command"][0]
+    assert models["restart"] == "no" and "deploy" not in models
+
+
+def test_server_health_stop_and_restart() -> None:
+    health = SERVER["healthcheck"]
+    assert health["test"] == ["CMD", "python", "/opt/lstm-serving/healthcheck.py"]
+    assert _seconds(health["start_period"]) >= 60  # CUDA start-up and warm-up
+    assert SERVER["stop_signal"] == "SIGTERM"
+    drain = float(SERVER["environment"]["LSTM_SERVING_DRAIN_TIMEOUT_S"])
+    # uvicorn's wait (the drain timeout), then the batchers' close (service.app.BATCHER_CLOSE_S).
+    from service.app import BATCHER_CLOSE_S
+
+    assert _seconds(SERVER["stop_grace_period"]) > drain + BATCHER_CLOSE_S
+    assert SERVER["restart"] == "unless-stopped"
+    assert SERVER["init"] is True
+
+
+def test_every_setting_in_the_compose_files_exists() -> None:
+    """Settings ignore unknown variables, so a misspelt one would silently do nothing."""
+    names: set[str] = set()
+    for data in (BASE, CPU, SCALE):
+        for service in data["services"].values():
+            names |= {
+                k.removeprefix("LSTM_SERVING_")
+                for k in service.get("environment", {})
+                if k.startswith("LSTM_SERVING_")
+            }
+    unknown = {n for n in names if n.lower() not in Settings.model_fields}
+    assert names and not unknown, f"not settings: {sorted(unknown)}"
+
+
+def test_compose_settings_agree_with_the_service_limits() -> None:
+    env = SERVER["environment"]
+    assert int(env["LSTM_SERVING_MAX_BODY_BYTES"]) == DEFAULTS.max_body_bytes
+    # Fixed values must be valid settings (pydantic applies the same validators as at start-up).
+    fixed = {
+        k.removeprefix("LSTM_SERVING_").lower(): v
+        for k, v in env.items()
+        if isinstance(v, str) and "${" not in v
+    }
+    Settings.model_validate(fixed)
+
+
+def test_images_are_pinned() -> None:
+    for data in (BASE, CPU, SCALE):
+        for name, service in data["services"].items():
+            image = service.get("image")
+            if image is not None:
+                assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image), f"{name}: {image}"
+                assert not image.endswith(":latest")
+
+
+# -- profiles: loadtest and prometheus ----------------------------------------------------------
+def test_loadtest_runs_only_when_asked_against_a_healthy_server() -> None:
+    loadtest = BASE["services"]["loadtest"]
+    assert loadtest["profiles"] == ["loadtest"]
+    assert loadtest["build"]["target"] == "loadtest"
+    assert loadtest["depends_on"]["server"]["condition"] == "service_healthy"
+    assert "--url=http://server:8000" in loadtest["command"]
+    assert loadtest["restart"] == "no"
+
+
+@pytest.mark.parametrize("data", [BASE, SCALE], ids=["base", "scale"])
+def test_loadtest_command_is_accepted_by_the_load_tester(data: dict[str, Any]) -> None:
+    cli = pytest.importorskip("loadtest.cli", reason="the loadtest package is not here")
+    args = cli.build_parser().parse_args(data["services"]["loadtest"]["command"])
+    assert args.model == "bilstm" and args.concurrency == 64 and args.duration == 30
+    assert args.protocol == "v2-binary"
+
+
+def test_prometheus_scrapes_every_server_replica() -> None:
+    prometheus = BASE["services"]["prometheus"]
+    assert prometheus["profiles"] == ["prometheus"]
+    assert (
+        "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in (prometheus["volumes"])
+    )
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["server"] and sd["type"] == "A" and sd["port"] == 8000
+    assert _seconds(config["global"]["scrape_timeout"]) < _seconds(
+        config["global"]["scrape_interval"]
+    )
+
+
+# -- variants: CPU and scale-out ----------------------------------------------------------------
+def test_cpu_variant_drops_the_gpu() -> None:
+    server = CPU["services"]["server"]
+    assert server["environment"] == {"LSTM_SERVING_PROVIDER": "cpu"}
+    devices = server["deploy"]["resources"]["reservations"]["devices"]
+    assert isinstance(devices, Reset) and devices == []
+
+
+def test_scale_variant_puts_replicas_behind_nginx() -> None:
+    server = SCALE["services"]["server"]
+    assert isinstance(server["ports"], Reset)  # only the load balancer publishes 8000
+    assert server["deploy"]["replicas"] == "${SERVER_REPLICAS:-2}"
+    lb = SCALE["services"]["lb"]
+    assert re.fullmatch(r"nginx:1\.(2[89]|[3-9]\d)\.\d+-alpine", lb["image"])  # `resolve`: 1.27.3+
+    assert lb["ports"] == SERVER["ports"]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in lb["volumes"]
+    assert lb["depends_on"]["server"]["condition"] == "service_healthy"
+    assert SCALE["services"]["loadtest"]["depends_on"]["lb"]["condition"] == "service_healthy"
+
+
+def _nginx_directives() -> list[list[str]]:
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    return [statement.split() for statement in re.split(r"[;{}]", text) if statement.strip()]
+
+
+def test_nginx_upstream_keepalive_and_limits() -> None:
+    directives = _nginx_directives()
+
+    def values(name: str) -> list[list[str]]:
+        return [d[1:] for d in directives if d[0] == name]
+
+    assert ["server:8000", "resolve"] in values("server")
+    assert ["127.0.0.11", "valid=10s", "ipv6=off"] in values("resolver")
+    assert values("zone") and values("keepalive") and int(values("keepalive")[0][0]) >= 16
+    assert ["1.1"] in values("proxy_http_version")
+    assert ["Connection", '""'] in values("proxy_set_header")  # needed for upstream keepalive
+    assert ["8000"] in values("listen")
+    (size,) = values("client_max_body_size")
+    assert size == ["32m"] and 32 * 1024 * 1024 == DEFAULTS.max_body_bytes
+    (read_timeout,) = values("proxy_read_timeout")
+    assert _seconds(read_timeout[0]) > float(
+        SERVER["environment"]["LSTM_SERVING_REQUEST_TIMEOUT_S"]
+    )
+    (retry,) = values("proxy_next_upstream")
+    assert "http_503" in retry and "http_429" not in retry
+
+
+def test_nginx_accepts_the_config(tmp_path: Path) -> None:
+    """``nginx -t`` where an nginx is installed. Versions before 1.27.3 lack ``resolve`` in an
+    upstream, and cannot resolve ``server`` outside Docker: both are replaced for this check."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed here")
+    config = NGINX_CONF.read_text().replace("server server:8000 resolve;", "server 127.0.0.1:8000;")
+    config = config.replace("user nginx;", "")
+    (tmp_path / "nginx.conf").write_text(config)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g",
+         f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
