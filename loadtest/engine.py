@@ -69,7 +69,8 @@ class Phase:
     def __post_init__(self) -> None:
         if self.mode not in ("closed", "open"):
             raise ValueError(f"mode must be 'closed' or 'open', got {self.mode!r}")
-        if self.mode == "closed" and self.concurrency < 1:
+        # A worker's share may be 0 clients (fewer clients than processes); a whole phase not.
+        if self.mode == "closed" and self.concurrency < 0:
             raise ValueError("a closed loop needs concurrency >= 1")
         if self.mode == "open" and self.rate <= 0:
             raise ValueError("an open loop needs a rate > 0")
@@ -450,6 +451,8 @@ class LoadGenerator:
         progress: Progress | None = None,
         on_measure_start: Callable[[], None] | None = None,
     ) -> PhaseResult:
+        if phase.mode == "closed" and phase.concurrency < 1:
+            raise ValueError("a closed loop needs concurrency >= 1")
         for k in range(len(self._counters)):
             self._counters[k] = 0
         measuring = on_measure_start is None

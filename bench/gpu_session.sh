@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Every check that needs a GPU, in one run (a lent GPU machine has minutes, not hours):
+#   1. export verification on the CUDA provider (python -m export --provider cuda);
+#   2. the service started exactly as the Docker image's ENTRYPOINT and ENV would, with CUDA,
+#      judged by the image's own health check, then one inference;
+#   3. python -m bench --provider cuda (ceilings, service, naive baseline, HTTP ceiling);
+#   4. the service with 1, 2 and 4 worker processes under the same V2 binary load.
+# Needs the default models (model_repository/, artifacts/checkpoints/) and the serving stack.
+# Writes its files to $OUT (default /tmp/gpu-out). PROVIDER=cpu runs it as a dry run.
+set -u
+out=${OUT:-/tmp/gpu-out}
+provider=${PROVIDER:-cuda}
+repo=$PWD/model_repository
+mkdir -p "$out"
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+
+wait_ready() {  # wait_ready PORT: poll readiness, at most 120 s
+  for _ in $(seq 240); do
+    LSTM_SERVING_PORT=$1 python3 docker/healthcheck.py >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/export.txt" 2>&1
+
+# 1. export verification on the provider
+for model in bilstm lstm; do
+  python3 -m export "artifacts/checkpoints/$model.pt" --name "$model" \
+    --repository /tmp/verified-repo --provider "$provider" >> "$out/export.txt" 2>&1
+  echo "[$model] exit $?" >> "$out/export.txt"
+done
+
+# 2. the image's entrypoint and environment (Dockerfile ENV + docker-compose.yml's provider)
+(cd /tmp && exec env LSTM_SERVING_HOST=0.0.0.0 LSTM_SERVING_PORT=8000 \
+  LSTM_SERVING_MODEL_REPOSITORY="$repo" LSTM_SERVING_DRAIN_TIMEOUT_S=30 \
+  LSTM_SERVING_PROVIDER="$provider" python3 -m service) > /tmp/image-service.log 2>&1 &
+pid=$!
+wait_ready 8000
+{ echo "--- healthcheck:"; LSTM_SERVING_PORT=8000 python3 docker/healthcheck.py; echo "exit $?"
+  python3 - <<'PY'
+import json, urllib.request
+models = json.load(urllib.request.urlopen("http://127.0.0.1:8000/v1/models"))["models"]
+print("providers:", {m["name"]: m["provider"] for m in models})
+body = json.dumps({"sequences": [[[0.1] * 12] * 20]}).encode()
+request = urllib.request.Request("http://127.0.0.1:8000/v1/models/bilstm/predict", body,
+                                 {"content-type": "application/json"})
+print("predict:", urllib.request.urlopen(request).read().decode()[:300])
+PY
+} >> "$out/image.txt" 2>&1
+kill -TERM "$pid"; wait "$pid"; echo "--- exit after SIGTERM: $?" >> "$out/image.txt"
+{ echo "--- service log:"; cat /tmp/image-service.log; } >> "$out/image.txt"
+
+# 3. the benchmark suite
+timeout 330 python3 -m bench --provider "$provider" --processes 8 --no-torch \
+  --concurrency 1,16,64,256 --out-dir "$out" ${BENCH_ARGS:---seconds 3 --warmup 1} \
+  > /tmp/bench.log 2>&1
+tail -5 /tmp/bench.log
+
+# 4. worker processes
+for workers in 1 2 4; do
+  python3 -m service --model-repository "$repo" --port 8010 --provider "$provider" \
+    --workers "$workers" --log-level warning > /dev/null 2>&1 &
+  pid=$!
+  wait_ready 8010
+  python3 -m loadtest --url http://127.0.0.1:8010 --model bilstm --protocol v2-binary \
+    --concurrency 256 --processes 8 --duration 5 --warmup 1 --no-plots --quiet \
+    --out "$out/workers-$workers.json" > /dev/null 2>&1
+  kill -TERM "$pid"; wait "$pid"
+done
+ls -la "$out"
