@@ -272,7 +272,10 @@ def test_prometheus_scrapes_every_server_replica() -> None:
 # -- variants: CPU and scale-out ----------------------------------------------------------------
 def test_cpu_variant_drops_the_gpu() -> None:
     server = CPU["services"]["server"]
-    assert server["environment"] == {"LSTM_SERVING_PROVIDER": "cpu"}
+    assert server["environment"] == {
+        "LSTM_SERVING_PROVIDER": "cpu",
+        "LSTM_SERVING_WORKERS": "${LSTM_SERVING_WORKERS:-1}",  # on the CPU, ORT is the limit
+    }
     devices = server["deploy"]["resources"]["reservations"]["devices"]
     assert isinstance(devices, Reset) and devices == []
 
