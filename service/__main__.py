@@ -28,6 +28,7 @@ def main() -> None:
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
+        "timeout_keep_alive": settings.keep_alive_timeout_s,
         # uvicorn's own wait for the requests in flight; 0 means none (never "forever").
         "timeout_graceful_shutdown": math.ceil(settings.drain_timeout_s),
     }
