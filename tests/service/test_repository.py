@@ -1,0 +1,52 @@
+"""Model discovery: only ``name/version/model.onnx`` inside the repository, valid names only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.runtime.repository import discover, valid_model_name
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"onnx")
+    return path
+
+
+def test_finds_versions_in_numeric_order(tmp_path: Path) -> None:
+    for version in ("1", "2", "10"):
+        touch(tmp_path / "lstm" / version / "model.onnx")
+    found = discover(tmp_path)
+    assert [(m.name, m.version) for m in found] == [("lstm", "1"), ("lstm", "2"), ("lstm", "10")]
+
+
+def test_skips_what_is_not_a_model(tmp_path: Path) -> None:
+    touch(tmp_path / "ok" / "1" / "model.onnx")
+    touch(tmp_path / "ok" / "0" / "model.onnx")  # versions are positive
+    touch(tmp_path / "ok" / "latest" / "model.onnx")
+    touch(tmp_path / "ok" / "2" / "model.pkl")  # only model.onnx, never a pickle
+    touch(tmp_path / ".hidden" / "1" / "model.onnx")
+    touch(tmp_path / "bad name" / "1" / "model.onnx")
+    (tmp_path / "ok" / "config.pbtxt").write_text("name: 'ok'")
+    assert [(m.name, m.version) for m in discover(tmp_path)] == [("ok", "1")]
+
+
+def test_a_link_leading_out_of_the_repository_is_not_loaded(tmp_path: Path) -> None:
+    outside = touch(tmp_path / "elsewhere" / "model.onnx")
+    repo = tmp_path / "repo"
+    (repo / "sneaky" / "1").mkdir(parents=True)
+    (repo / "sneaky" / "1" / "model.onnx").symlink_to(outside)
+    touch(repo / "fine" / "1" / "model.onnx")
+    assert [m.name for m in discover(repo)] == ["fine"]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../etc", "a/b", "", "x" * 65, "-lead", "ok\n"])
+def test_invalid_model_names(name: str) -> None:
+    assert not valid_model_name(name)
+
+
+def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        discover(tmp_path / "missing")
