@@ -108,6 +108,8 @@ def decode_json(body: bytes, what: str = "body") -> Any:
 def serving_model(ctx: AppContext, name: str, version: str | None) -> ServedModel:
     """The model version to run, or 404 (unknown) / 503 (not loaded or not healthy)."""
     served = ctx.registry.get(name, version)
+    if served.batcher is not None:
+        served.batcher.check_admission()  # shed load before reading and decoding the body
     if not served.ready:
         reason = served.error or "its batcher is not running"
         raise Unavailable(
