@@ -65,12 +65,14 @@ class Phase:
     warmup_s: float = 0.0
     max_in_flight: int = 1024
     """Open loop: arrivals beyond this many outstanding requests are dropped (client limit)."""
+    is_share: bool = False
+    """One worker process's part of a phase (``share``), which may be idle."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("closed", "open"):
             raise ValueError(f"mode must be 'closed' or 'open', got {self.mode!r}")
         # A worker's share may be 0 clients (fewer clients than processes); a whole phase not.
-        if self.mode == "closed" and self.concurrency < 0:
+        if self.mode == "closed" and self.concurrency < (0 if self.is_share else 1):
             raise ValueError("a closed loop needs concurrency >= 1")
         if self.mode == "open" and self.rate <= 0:
             raise ValueError("an open loop needs a rate > 0")
@@ -85,6 +87,7 @@ class Phase:
 
         return replace(
             self,
+            is_share=True,
             concurrency=split(self.concurrency) if self.mode == "closed" else 0,
             rate=self.rate / processes,
             requests=None if self.requests is None else split(self.requests),
@@ -451,8 +454,6 @@ class LoadGenerator:
         progress: Progress | None = None,
         on_measure_start: Callable[[], None] | None = None,
     ) -> PhaseResult:
-        if phase.mode == "closed" and phase.concurrency < 1:
-            raise ValueError("a closed loop needs concurrency >= 1")
         for k in range(len(self._counters)):
             self._counters[k] = 0
         measuring = on_measure_start is None
