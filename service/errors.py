@@ -59,6 +59,13 @@ class Unavailable(ServiceError):
     error_type = "unavailable"
 
 
+class ClientClosedRequest(ServiceError):
+    """The client went away; nobody reads the answer (nginx's 499, for the metrics)."""
+
+    status_code = 499
+    error_type = "client_closed_request"
+
+
 class DeadlineExceeded(ServiceError):
     status_code = 504
     error_type = "deadline_exceeded"

@@ -101,16 +101,17 @@ class ServiceMetrics:
             return generate_latest(registry)
         return generate_latest(self.registry)
 
-    def observer(self, model: str) -> BatchMetricsObserver:
-        return BatchMetricsObserver(self, model)
+    def observer(self, model: str, version: str) -> BatchMetricsObserver:
+        return BatchMetricsObserver(self, model, version)
 
 
 class BatchMetricsObserver:
     """Feeds one model's batcher figures into the metrics."""
 
-    def __init__(self, metrics: ServiceMetrics, model: str) -> None:
+    def __init__(self, metrics: ServiceMetrics, model: str, version: str) -> None:
         self._m = metrics
         self._model = model
+        self._version = version
         self._wait = metrics.queue_wait.labels(model)
         self._depth = metrics.queue_depth.labels(model)
 
@@ -127,3 +128,6 @@ class BatchMetricsObserver:
 
     def queue_depth(self, depth: int) -> None:
         self._depth.set(depth)
+
+    def batcher_failed(self) -> None:
+        self._m.model_ready.labels(self._model, self._version).set(0)

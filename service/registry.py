@@ -164,7 +164,7 @@ async def load_registry(
             max_queue=settings.max_queue_sequences,
             concurrent_batches=slots,
             retry_after_s=settings.retry_after_s,
-            observer=metrics.observer(served.name),
+            observer=metrics.observer(served.name, served.version),
             name=f"{served.name}/{served.version}",
         )
         served.batcher.start()

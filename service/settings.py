@@ -106,6 +106,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> Settings:
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            self.api_key = None  # an empty key (a blank line in .env) must not mean "any key"
         if self.max_batch_tokens < self.max_sequence_length:
             raise ValueError(
                 f"max_batch_tokens ({self.max_batch_tokens}) must be at least "

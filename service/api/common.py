@@ -15,8 +15,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from service.errors import (
+    ClientClosedRequest,
     DeadlineExceeded,
     MalformedRequest,
     PayloadTooLarge,
@@ -26,6 +28,8 @@ from service.errors import (
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ServedModel
 from service.settings import Settings
+
+UNKNOWN_MODEL = "_unknown"
 
 
 class ErrorBody(BaseModel):
@@ -85,16 +89,19 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body, refused with 413 as soon as it exceeds ``max_bytes``."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise MalformedRequest("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client disconnected while sending the body") from None
     return b"".join(chunks)
 
 
@@ -157,14 +164,18 @@ async def run_sequences(
         if results in done:
             return list(results.result())
         if gone in done:
-            raise DeadlineExceeded("the client disconnected")  # nobody reads this response
+            raise ClientClosedRequest("the client disconnected")  # nobody reads this response
         raise DeadlineExceeded(
             f"no result within the {ctx.settings.request_timeout_s:g} s deadline"
         )
     finally:
         gone.cancel()
+        # Whatever ended the wait (an answer, an error in one batch, the deadline, the client
+        # leaving), sequences of this request not yet run are dropped by the batcher.
+        for future in futures:
+            future.cancel()
         if not results.done():
-            results.cancel()  # cancels every sequence's future: the batcher drops them
+            results.cancel()
 
 
 @asynccontextmanager
@@ -182,5 +193,8 @@ async def observed(
         status = 500
         raise
     finally:
-        ctx.metrics.requests.labels(model, protocol, str(status)).inc()
-        ctx.metrics.request_latency.labels(model, protocol).observe(time.monotonic() - arrived)
+        # Label only with models that exist: names from the URL would grow the label set
+        # without bound.
+        label = model if model in ctx.registry.models else UNKNOWN_MODEL
+        ctx.metrics.requests.labels(label, protocol, str(status)).inc()
+        ctx.metrics.request_latency.labels(label, protocol).observe(time.monotonic() - arrived)

@@ -51,12 +51,25 @@ class InferRequest:
     binary_output: bool
 
 
-def _shape(raw: Any, where: str) -> tuple[int, ...]:
+MAX_RANK = 4  # inputs [B, T, F], lengths [B] or [B, 1], states [dirs, B, H]
+
+
+def _shape(raw: Any, where: str, max_elements: int) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
     ):
         raise InvalidInput(f"{where}.shape must be a list of non-negative integers")
+    if len(raw) > MAX_RANK:
+        raise InvalidInput(f"{where} has {len(raw)} dimensions; at most {MAX_RANK}")
+    if any(d > max_elements for d in raw):
+        # A zero elsewhere keeps the product small, but numpy still refuses such a shape.
+        raise InvalidInput(f"{where} has a dimension over the limit of {max_elements} elements")
     return tuple(raw)
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _parameters(raw: Any, where: str) -> dict[str, Any]:
@@ -70,7 +83,7 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
 def parse_infer_request(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
     """Decode a V2 infer body (JSON, or JSON header + binary tensors) into named arrays."""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not _is_count(header_length) or int(header_length) > len(body):
             raise MalformedRequest(
                 f"Inference-Header-Content-Length {header_length!r} does not fit a body of "
                 f"{len(body)} bytes"
@@ -94,7 +107,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_elements: in
         if name in inputs:
             raise InvalidInput(f"input {name!r} is given twice")
         where = f"input {name!r}"
-        shape = _shape(raw.get("shape"), where)
+        shape = _shape(raw.get("shape"), where, max_elements)
         count = math.prod(shape)
         if count > max_elements:
             raise InvalidInput(f"{where} has {count} elements; the limit is {max_elements}")
@@ -139,8 +152,8 @@ def parse_infer_request(body: bytes, header_length: str | None, max_elements: in
     outputs = None
     if "outputs" in header:
         raw_outputs = header["outputs"]
-        if not isinstance(raw_outputs, list):
-            raise InvalidInput("'outputs' must be a list")
+        if not isinstance(raw_outputs, list) or not raw_outputs:
+            raise InvalidInput("'outputs' must be a non-empty list (leave it out for every output)")
         outputs = []
         for k, raw in enumerate(raw_outputs):
             if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):

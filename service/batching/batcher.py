@@ -79,12 +79,17 @@ class BatcherObserver(Protocol):
 
     def queue_depth(self, depth: int) -> None: ...
 
+    def batcher_failed(self) -> None: ...
+
 
 class _NullObserver:
     def batch_done(self, stats: BatchStats) -> None:
         pass
 
     def queue_depth(self, depth: int) -> None:
+        pass
+
+    def batcher_failed(self) -> None:
         pass
 
 
@@ -159,6 +164,7 @@ class DynamicBatcher:
         error = task.exception()
         if error is not None:
             self.failure = error
+            self._observer.batcher_failed()
             log.critical("batcher %s died: %r; the model is now unavailable", self.name, error)
             self._fail_pending(Unavailable(f"model {self.name} is unavailable", self._retry_after))
 

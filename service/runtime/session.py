@@ -207,6 +207,8 @@ class ModelRuntime:
                         stacked[:, row] = state[state_input.name]
                 feeds[state_input.name] = stacked
         names = [n for n in self.spec.output_names if n in set(output_names)]
+        if not names:  # ORT would return every output for an empty list
+            return [{} for _ in range(batch)]
         results = self.session.run(names, feeds)
         per_sequence: list[dict[str, np.ndarray]] = [{} for _ in range(batch)]
         for out_name, array in zip(names, results, strict=True):

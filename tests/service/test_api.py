@@ -403,6 +403,9 @@ async def test_a_crashed_batcher_flips_readiness(client: httpx.AsyncClient, monk
     live = await client.get("/v2/health/live")  # so that an orchestrator restarts the process
     assert live.status_code == 503
     assert live.json()["batchers_dead"] == ["tiny_bi/1"]
+    metrics = (await client.get("/metrics")).text
+    assert 'lstm_model_ready{model="tiny_bi",version="1"} 0.0' in metrics
+    assert 'lstm_model_ready{model="tiny_uni",version="1"} 1.0' in metrics
 
 
 async def test_refuses_to_start_when_no_model_can_serve(tmp_path: Path) -> None:

@@ -192,3 +192,55 @@ async def test_a_client_that_disconnects_has_its_queued_work_dropped(
         after = await http.post(url, json={"sequences": [[STEP] * 3]})
         assert after.status_code == 200
         assert runtime.batches == [[1], [3]]  # the length-7 sequence never ran
+
+
+@pytest.mark.parametrize(
+    ("inputs", "words"),
+    [
+        (
+            [{"name": "inputs", "shape": [0, 2**63 - 1, 2**63 - 1], "datatype": "FP32",
+              "data": []}],
+            "over the limit",
+        ),
+        ([{"name": "inputs", "shape": [1] * 65, "datatype": "FP32", "data": [1.0]}], "dimensions"),
+    ],
+)  # fmt: skip
+async def test_shapes_numpy_cannot_build_are_422(
+    client: httpx.AsyncClient, inputs: list, words: str
+) -> None:
+    response = await client.post("/v2/models/tiny_bi/infer", json={"inputs": inputs})
+    assert response.status_code == 422, response.text
+    assert words in response.json()["error"]
+
+
+async def test_an_empty_outputs_list_is_422(client: httpx.AsyncClient) -> None:
+    body = {
+        "inputs": [{"name": "inputs", "shape": [1, 1, FEATURES], "datatype": "FP32",
+                    "data": STEP}],
+        "outputs": [],
+    }  # fmt: skip
+    response = await client.post("/v2/models/tiny_bi/infer", json=body)
+    assert response.status_code == 422
+    assert "non-empty" in response.json()["error"]
+
+
+async def test_non_ascii_digits_in_the_header_length_are_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v2/models/tiny_bi/infer",
+        content=b"{}",
+        headers={"Inference-Header-Content-Length": "\u00b2".encode("latin-1")},
+    )
+    assert response.status_code == 400
+
+
+async def test_unknown_model_names_do_not_grow_the_metrics(client: httpx.AsyncClient) -> None:
+    for k in range(5):
+        response = await client.post(f"/v2/models/random{k}/infer", json={"inputs": []})
+        assert response.status_code == 404
+    text = (await client.get("/metrics")).text
+    assert "random" not in text
+    assert 'lstm_requests_total{model="_unknown",protocol="v2",status="404"} 5.0' in text
+
+
+def test_an_empty_api_key_means_no_key() -> None:
+    assert small_settings(Path("."), api_key="  ").api_key is None
