@@ -85,8 +85,18 @@ def json_response(
     return Response(body, status_code, dict(headers or {}), media_type="application/json")
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it exceeds ``max_bytes``."""
+async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
+    """The whole body, refused with 413 as soon as it exceeds ``max_bytes``, and with 504 when
+    it has not arrived by ``deadline`` (``time.monotonic()``): a slow upload holds no
+    connection past the request's deadline."""
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await _read_body(request, max_bytes)
+    except TimeoutError:
+        raise DeadlineExceeded("the body did not arrive before the request deadline") from None
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):

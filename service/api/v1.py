@@ -165,7 +165,8 @@ async def predict_handler(request: Request, name: str, version: str | None) -> R
     async with observed(ctx, name, "v1", arrived):
         served = serving_model(ctx, name, version)
         spec = served.spec
-        body = decode_json(await read_body(request, ctx.settings.max_body_bytes))
+        deadline = arrived + ctx.settings.request_timeout_s
+        body = decode_json(await read_body(request, ctx.settings.max_body_bytes, deadline))
         if not isinstance(body, dict) or "sequences" not in body:
             raise InvalidInput('the body must be a JSON object with "sequences"')
         unknown = set(body) - {"sequences", "return", "initial_states"}

@@ -254,7 +254,8 @@ async def infer_handler(request: Request, name: str, version: str | None) -> Res
     async with observed(ctx, name, "v2", arrived):
         served = serving_model(ctx, name, version)
         spec = served.spec
-        body = await read_body(request, ctx.settings.max_body_bytes)
+        deadline = arrived + ctx.settings.request_timeout_s
+        body = await read_body(request, ctx.settings.max_body_bytes, deadline)
         limits = Limits(ctx.settings.max_sequences_per_request, ctx.settings.max_sequence_length)
         max_elements = limits.max_sequences * limits.max_length * max(spec.input_size, 1)
         parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH), max_elements)

@@ -244,3 +244,18 @@ async def test_unknown_model_names_do_not_grow_the_metrics(client: httpx.AsyncCl
 
 def test_an_empty_api_key_means_no_key() -> None:
     assert small_settings(Path("."), api_key="  ").api_key is None
+
+
+async def test_a_body_slower_than_the_deadline_gets_504(model_repository: Path) -> None:
+    never = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"sequences": ['
+        await never.wait()  # the rest never comes
+        yield b"]}"
+
+    settings = small_settings(model_repository, request_timeout_s=0.2)
+    async with app_client(settings) as http:
+        response = await http.post("/v1/models/tiny_bi/predict", content=trickle())
+        assert response.status_code == 504
+        assert "body did not arrive" in response.json()["error"]
