@@ -7,7 +7,7 @@ unreadable checkpoint or unavailable provider.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,25 +99,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Heavy imports (torch, onnx, onnxruntime) only once the arguments are known good.
     from export.exporter import export_checkpoint
-    from export.verify import ProviderUnavailableError, VerificationError
 
-    try:
-        settings = verify_settings(args)
-        print(
-            f"exporting {args.checkpoint} as {args.name!r} "
-            f"(version {args.version or 'next'}) into {args.repository}"
-        )
-        result = export_checkpoint(
+    print(
+        f"exporting {args.checkpoint} as {args.name!r} "
+        f"(version {args.version or 'next'}) into {args.repository}"
+    )
+    return run_export(
+        lambda: export_checkpoint(
             args.checkpoint,
             args.repository,
             args.name,
             args.version,
-            verify=settings,
+            verify=verify_settings(args),
             max_batch_size=args.max_batch_size,
-        )
+        ),
+        what=str(args.checkpoint),
+    )
+
+
+def run_export(export: Callable[[], ExportResult], what: str) -> int:
+    """Run an export and print its report; the exit status of the export CLIs."""
+    from export.verify import ProviderUnavailableError, VerificationError
+
+    try:
+        result = export()
     except VerificationError as error:
         print(error.report.format())
-        print(f"error: {args.checkpoint} failed verification; nothing was written")
+        print(f"error: {what} failed verification; nothing was written")
         return 1
     except (ValueError, OSError, ProviderUnavailableError) as error:
         print(f"error: {error}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, describe, verify_settings
+from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, run_export, verify_settings
 
 REFERENCE_TOLERANCE = 1e-5
 
@@ -164,10 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reproduces {args.reference} to {worst:.1e}")
 
     from export.exporter import export_model
-    from export.verify import ProviderUnavailableError, VerificationError
 
-    try:
-        result = export_model(
+    return run_export(
+        lambda: export_model(
             model,
             args.repository,
             args.name,
@@ -175,17 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             source_sha256=checkpoint.sha256(),
             verify=verify_settings(args),
             max_batch_size=args.max_batch_size,
-        )
-    except VerificationError as error:
-        print(error.report.format())
-        print("error: the exported model failed verification; nothing was written")
-        return 1
-    except (ValueError, OSError, ProviderUnavailableError) as error:
-        print(f"error: {error}")
-        return 2
-    print(result.report.format())
-    print(describe(result))
-    return 0
+        ),
+        what="the exported model",
+    )
 
 
 if __name__ == "__main__":
