@@ -163,6 +163,7 @@ async def load_registry(
             max_batch_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue_sequences,
             concurrent_batches=slots,
+            max_batch_run_s=settings.max_batch_run_s,
             retry_after_s=settings.retry_after_s,
             observer=metrics.observer(served.name, served.version),
             name=f"{served.name}/{served.version}",

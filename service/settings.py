@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     """Largest accepted request body."""
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline of a request from arrival; past it the request gets 504."""
+    max_batch_run_s: float = Field(60.0, gt=0)
+    """A batch still running after this long means the runtime hung (a thread cannot be
+    stopped): the model is marked down (503; readiness and liveness fail) so that the process
+    is restarted."""
     drain_timeout_s: float = Field(30.0, ge=0)
     """On SIGTERM, how long accepted requests may take to finish before the process exits."""
     keep_alive_timeout_s: int = Field(75, ge=1)

@@ -105,6 +105,7 @@ class DynamicBatcher:
         max_batch_wait_s: float,
         max_queue: int,
         concurrent_batches: int,
+        max_batch_run_s: float | None = None,
         retry_after_s: int = 1,
         observer: BatcherObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -117,6 +118,7 @@ class DynamicBatcher:
         self._max_wait = max_batch_wait_s
         self._max_queue = max_queue
         self._slots = concurrent_batches
+        self._max_run = max_batch_run_s
         self._retry_after = {"Retry-After": str(retry_after_s)}
         self._observer = observer or _NullObserver()
         self._clock = clock
@@ -282,8 +284,15 @@ class DynamicBatcher:
             finally:
                 stats.compute_s = time.perf_counter() - started
 
+        run = loop.run_in_executor(self._executor, run_timed)
+        done, _ = await asyncio.wait({run}, timeout=self._max_run)
+        if not done:  # the runtime hung: a thread cannot be stopped, so the model goes down
+            stats.failed = True
+            self._declare_hung(batch)
+            self._observer.batch_done(stats)
+            return
         try:
-            results = await loop.run_in_executor(self._executor, run_timed)
+            results = run.result()
             if len(results) != len(batch):
                 raise RuntimeError(f"runtime returned {len(results)} results for {len(batch)}")
         except Exception:  # contained: only this batch's requests fail
@@ -298,6 +307,19 @@ class DynamicBatcher:
                     item.future.set_result(result)
         finally:
             self._observer.batch_done(stats)
+
+    def _declare_hung(self, batch: list[WorkItem]) -> None:
+        """A batch outlived ``max_batch_run_s``: fail it and everything waiting, and mark the
+        batcher dead, so readiness and liveness say so and the process gets restarted."""
+        self.failure = RuntimeError(f"a batch ran longer than {self._max_run:g} s: runtime hung")
+        self._observer.batcher_failed()
+        log.critical("batcher %s: %s; the model is now unavailable", self.name, self.failure)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(BatchFailed("inference did not finish"))
+        self._fail_pending(Unavailable(f"model {self.name} is unavailable", self._retry_after))
+        if self._task is not None:
+            self._task.cancel()
 
     def _fail_pending(self, error: Exception) -> None:
         for item in self._pending:

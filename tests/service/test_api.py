@@ -451,3 +451,26 @@ async def test_a_runtime_failure_fails_that_batch_only_and_stays_ready(
         assert (await http.get("/v2/health/ready")).status_code == 200
         metrics = (await http.get("/metrics")).text
         assert 'lstm_batches_total{model="tiny_bi",outcome="failed"} 1.0' in metrics
+
+
+async def test_a_hung_runtime_takes_the_model_down_so_it_gets_restarted(
+    model_repository: Path,
+) -> None:
+    gate, made = threading.Event(), []
+    settings = small_settings(
+        model_repository, max_batch_run_s=0.3, concurrent_batches=2, warmup=False
+    )
+    try:
+        async with app_client(settings, gated_factory(gate, made)) as http:
+            url = "/v1/models/tiny_bi/predict"
+            hung = await http.post(url, json={"sequences": [[GOOD_STEP]]})  # never returns
+            assert hung.status_code == 500
+            assert hung.json()["error"] == "inference did not finish"
+            assert (await http.post(url, json={"sequences": [[GOOD_STEP]]})).status_code == 503
+            live = await http.get("/v2/health/live")
+            assert live.status_code == 503 and live.json()["batchers_dead"] == ["tiny_bi/1"]
+            ready = await http.get("/v2/health/ready")
+            assert ready.status_code == 503 and "tiny_bi/1" in ready.json()["models_down"]
+            gate.set()
+    finally:
+        gate.set()  # let the stuck worker threads finish
