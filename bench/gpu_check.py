@@ -1,5 +1,7 @@
 """GPU checks in one run (for a lent GPU machine): CUDA parity of the exported models, torch
-cuDNN vs ORT CUDA timings, and the service on the CUDA provider under a short concurrent load.
+cuDNN vs ORT CUDA timings, and the service's answers on the CUDA provider against in-process
+ORT on the CPU. Load on the server is measured by ``python -m bench --provider cuda`` (see
+``bench/gpu_session.sh``).
 
     python bench/gpu_check.py --repository model_repository --checkpoints artifacts/checkpoints \
         --out results/gpu.json
@@ -11,7 +13,6 @@ include host-to-device copies. Prints a report and writes every figure as JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -158,78 +159,7 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
     return rows
 
 
-async def load(url: str, model: str, features: int, concurrency: int, seconds: float) -> dict:
-    import httpx
-
-    rng = np.random.default_rng(concurrency)
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    stop_at = time.monotonic() + seconds
-
-    async def client(http: httpx.AsyncClient) -> None:
-        while time.monotonic() < stop_at:
-            length = int(rng.integers(10, 201))
-            blob = rng.standard_normal((1, length, features)).astype("<f4").tobytes()
-            header = json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "inputs",
-                            "shape": [1, length, features],
-                            "datatype": "FP32",
-                            "parameters": {"binary_data_size": len(blob)},
-                        }
-                    ],
-                    "outputs": [{"name": "probs", "parameters": {"binary_data": True}}],
-                }
-            ).encode()
-            started = time.perf_counter()
-            response = await http.post(
-                f"{url}/v2/models/{model}/infer",
-                content=header + blob,
-                headers={"Inference-Header-Content-Length": str(len(header))},
-            )
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
-
-
-def _load_process(args: tuple) -> dict:
-    return asyncio.run(load(*args))
-
-
-def load_multi(url: str, model: str, features: int, concurrency: int, seconds: float) -> dict:
-    """Closed-loop load from several client processes (one Python client saturates first)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    processes = min(8, concurrency)
-    shares = [concurrency // processes + (k < concurrency % processes) for k in range(processes)]
-    with ProcessPoolExecutor(processes) as pool:
-        parts = list(pool.map(_load_process, [(url, model, features, c, seconds) for c in shares]))
-    latencies = sorted(x for p in parts for x in p["latencies"])
-    statuses: dict[str, int] = {}
-    for p in parts:
-        for code, n in p["statuses"].items():
-            statuses[str(code)] = statuses.get(str(code), 0) + n
-    elapsed = max(p["elapsed"] for p in parts)
-    return {
-        "concurrency": concurrency,
-        "client_processes": processes,
-        "requests": len(latencies),
-        "statuses": statuses,
-        "req_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
-        "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99) - 1], 2),
-    }
-
-
-def server_check(repository: Path, rng: np.random.Generator, seconds: float, provider: str) -> dict:
+def server_check(repository: Path, rng: np.random.Generator, provider: str) -> dict:
     import httpx
 
     port = 8123
@@ -275,7 +205,6 @@ def server_check(repository: Path, rng: np.random.Generator, seconds: float, pro
             {k: expected[k] for k in ("logits", "probs", "final_h_1")},
             lengths,
         )
-        report["load"] = [load_multi(url, "bilstm", 12, c, seconds) for c in (1, 16, 64, 256)]
         metrics = httpx.get(f"{url}/metrics").text
         report["metrics"] = {
             line.split()[0]: float(line.split()[-1])
@@ -301,7 +230,6 @@ def main() -> int:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--checkpoints", type=Path, default=Path("artifacts/checkpoints"))
     parser.add_argument("--out", type=Path, default=Path("gpu.json"))
-    parser.add_argument("--load-seconds", type=float, default=8.0)
     parser.add_argument(
         "--provider",
         choices=("cuda", "cpu"),
@@ -326,7 +254,7 @@ def main() -> int:
             args.repository / "bilstm" / "1" / "model.onnx", args.checkpoints / "bilstm.pt", rng
         )
         print(json.dumps(report["timings_bilstm"], indent=1), flush=True)
-    report["server"] = server_check(args.repository, rng, args.load_seconds, args.provider)
+    report["server"] = server_check(args.repository, rng, args.provider)
     print(json.dumps({k: v for k, v in report["server"].items() if k != "log_tail"}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

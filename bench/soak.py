@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{over_rate:.0f} req/s", file=sys.stderr)  # fmt: skip
             phases: dict[str, Any] = {}
             results: dict[str, PhaseResult] = {}
-            stop, rejections = threading.Event(), []
+            stop = threading.Event()
+            rejections: list[tuple[int, str | None]] = []
             body, headers = None, None
             for name, rate, seconds in (
                 ("normal", normal_rate, args.normal_s),

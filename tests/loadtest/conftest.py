@@ -1,5 +1,5 @@
-"""Fixtures: a one-model repository exported through export/ (bidirectional [8, 8], F=5, three
-classes), the service's ASGI app over it, and a real server process on a free port."""
+"""Fixtures: the service tests' tiny model repository, the service's ASGI app over it, and a
+real server process on a free port."""
 
 from __future__ import annotations
 
@@ -14,32 +14,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from fastapi import FastAPI
 
-from export.exporter import export_model
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import FEATURES, LABELS  # noqa: F401 (re-exported for the tests)
 
 MODEL = "tiny_bi"
-FEATURES = 5
-LABELS = ("a", "b", "c")
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("loadtest_repository")
-    torch.manual_seed(0)
-    config = LSTMClassifierConfig(FEATURES, (8, 8), len(LABELS), True, LABELS)
-    export_model(LSTMClassifier(config), repo, MODEL, 1)
-    return repo
+def repository(model_repository: Path) -> Path:
+    """The service tests' tiny repository (``tiny_bi``: bidirectional [8, 8], F=5, 3 classes)."""
+    return model_repository
 
 
 @pytest.fixture(scope="session")

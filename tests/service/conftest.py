@@ -12,32 +12,11 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
-from export.exporter import export_model
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
 from service.app import create_app
 from service.registry import LoadedRuntime, onnx_runtime_factory
 from service.settings import Settings
-
-FEATURES = 5
-LABELS = ("a", "b", "c")
-
-
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tiny_bi`` (bidirectional [8, 8]) and ``tiny_uni`` (stacked [8, 12]), F=5, 3 classes."""
-    repo = tmp_path_factory.mktemp("model_repository")
-    torch.manual_seed(0)
-    for name, sizes, bidirectional in (("tiny_bi", (8, 8), True), ("tiny_uni", (8, 12), False)):
-        config = LSTMClassifierConfig(FEATURES, sizes, len(LABELS), bidirectional, LABELS)
-        export_model(LSTMClassifier(config), repo, name, 1)
-    return repo
+from tests.conftest import FEATURES, LABELS  # noqa: F401 (re-exported for the tests)
 
 
 class Reference:
