@@ -102,15 +102,13 @@ def ort_session(model_file: Path, intra_op_threads: int, provider: str = "cpu") 
     FP32 with TF32 off)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from service.runtime.providers import CUDA, CUDA_OPTIONS
+    from service.runtime.session import session_options
+
+    options = session_options(intra_op_threads)
     providers: list[Any] = ["CPUExecutionProvider"]
     if provider == "cuda":
-        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": "0"}))
+        providers.insert(0, (CUDA, CUDA_OPTIONS))
     session = ort.InferenceSession(str(model_file), options, providers=providers)
     if provider == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
         raise RuntimeError("the CUDA provider did not load")

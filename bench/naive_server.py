@@ -29,18 +29,17 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from service.runtime.providers import CUDA, CUDA_OPTIONS
+from service.runtime.session import session_options
+
 HEADER_LENGTH = "inference-header-content-length"
 
 
 def _session(path: Path, threads: int, provider: str = "cpu") -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(threads)  # the service's own: the baseline differs in batching only
     providers: list[Any] = ["CPUExecutionProvider"]
     if provider == "cuda":  # the same FP32 CUDA session as the service's
-        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": "0"}))
+        providers.insert(0, (CUDA, CUDA_OPTIONS))
     return ort.InferenceSession(str(path), options, providers=providers)
 
 

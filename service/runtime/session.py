@@ -131,6 +131,19 @@ def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSp
     )
 
 
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    """The service's session options (benchmarks use them too, to measure the same thing)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle ORT threads must not spin: they would steal the cores that the event loop needs
+    # to accept and decode the next requests while a batch runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class ModelRuntime:
     """An ORT session for one model version; ``run_batch`` pads, runs and splits.
 
@@ -147,14 +160,7 @@ class ModelRuntime:
         intra_op_threads: int,
         cuda_device_id: int = 0,
     ) -> None:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Idle ORT threads must not spin: they would steal the cores that the event loop needs
-        # to accept and decode the next requests while a batch runs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(intra_op_threads)
         providers = candidate_providers(preference)
         if providers[0] == CUDA:
             options.intra_op_num_threads = 1  # the GPU does the work; CPU ops are shape glue
