@@ -1,7 +1,11 @@
 """Export a checkpoint into a model repository and verify it: ``python -m export --help``.
 
-Exit status: 0 exported and verified; 1 verification failed (nothing written); 2 bad arguments,
-unreadable checkpoint or unavailable provider.
+Re-running it on the same checkpoint writes nothing: when the version it would compare with (the
+latest, or ``--version``'s) was exported from a file with the same SHA-256, it says so and stops;
+``--force`` exports anyway.
+
+Exit status: 0 exported and verified, or already up to date; 1 verification failed (nothing
+written); 2 bad arguments, unreadable checkpoint or unavailable provider.
 """
 
 from __future__ import annotations
@@ -91,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=256,
         help="max_batch_size written to config.pbtxt (default: %(default)s)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="export even when the latest version (or --version) was exported from a "
+        "checkpoint with the same SHA-256; without it such a run writes nothing",
+    )
     add_verify_arguments(parser)
     return parser
 
@@ -100,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports (torch, onnx, onnxruntime) only once the arguments are known good.
     from export.exporter import export_checkpoint
 
+    if not args.force:
+        same = up_to_date(args.checkpoint, args.repository, args.name, args.version)
+        if same is not None:
+            print(same)
+            return 0
     print(
         f"exporting {args.checkpoint} as {args.name!r} "
         f"(version {args.version or 'next'}) into {args.repository}"
@@ -114,6 +129,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
         ),
         what=str(args.checkpoint),
+    )
+
+
+def up_to_date(checkpoint: Path, repository: Path, name: str, version: int | None) -> str | None:
+    """Why exporting ``checkpoint`` would only repeat an export that is there (None: it would
+    not). Compares the file's SHA-256 with the source hash recorded in ``version`` of ``name``
+    or, with no version asked for, in the latest one."""
+    from export.repository import exported_sha256, model_versions
+    from models.checkpoint import file_sha256
+
+    try:
+        if version is None:
+            versions = model_versions(repository, name)
+            if not versions:
+                return None
+            version = versions[-1]
+        recorded = exported_sha256(repository, name, version)
+        if recorded is None:
+            return None
+        digest = file_sha256(checkpoint)
+    except (ValueError, OSError):  # a bad name or an unreadable file: the export reports it
+        return None
+    if recorded != digest:
+        return None
+    return (
+        f"up to date: {repository / name / str(version)} was exported from a checkpoint with "
+        f"the same sha256 ({digest[:16]}…); nothing written (--force exports it again)"
     )
 
 

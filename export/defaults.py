@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, describe, verify_settings
+from export.repository import exported_sha256
 
 DEFAULT_CHECKPOINTS = Path("artifacts/checkpoints")
 DEFAULT_VERSION = 1
@@ -118,22 +119,6 @@ def ensure_checkpoint(spec: DefaultModel, path: Path, data_dir: Path | None) -> 
         f"[{spec.name}] trained in {time.perf_counter() - started:.1f} s, test accuracy "
         f"{record['test_accuracy']:.4f}; wrote {path}"
     )
-
-
-def exported_sha256(repository: Path, name: str, version: int) -> str | None:
-    """The source hash recorded in ``name``/``version`` of the repository (None: no complete
-    export there)."""
-    from export import contract
-    from export.metadata import read_metadata
-    from export.repository import model_path
-
-    path = model_path(repository, name, version)
-    if not path.is_file() or not (path.parent.parent / contract.CONFIG_FILENAME).is_file():
-        return None
-    try:
-        return read_metadata(path).get("source_checkpoint_sha256")
-    except Exception:  # an unreadable file is exported again, not a reason to stop
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,6 +90,20 @@ def next_version(repository: str | Path, name: str) -> int:
     return versions[-1] + 1 if versions else 1
 
 
+def exported_sha256(repository: str | Path, name: str, version: int) -> str | None:
+    """The ``source_checkpoint_sha256`` recorded in ``name``/``version`` (None: no complete
+    export there: no ``model.onnx``, no ``config.pbtxt``, or a file that does not parse)."""
+    from export.metadata import read_metadata  # onnx: only when a model is there to read
+
+    path = model_path(repository, name, version)
+    if not path.is_file() or not (path.parent.parent / contract.CONFIG_FILENAME).is_file():
+        return None
+    try:
+        return read_metadata(path).get("source_checkpoint_sha256")
+    except Exception:  # an unreadable file is exported again, not a reason to stop
+        return None
+
+
 def model_path(repository: str | Path, name: str, version: int) -> Path:
     """Where version ``version`` of ``name`` lives: ``<repo>/<name>/<version>/model.onnx``."""
     contract.validate_model_name(name)

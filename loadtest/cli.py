@@ -6,6 +6,10 @@ Examples::
     python -m loadtest --model bilstm --rate 200 --duration 20 --protocol v2-json
     python -m loadtest --model bilstm --sweep --concurrency 64 --processes 4 \\
         --model-file model_repository/bilstm/1/model.onnx
+
+Exit status: 0 when the run went through (and verification passed), 1 when no request succeeded
+or verification failed, 2 for bad arguments or unreadable metadata, 3 when the run stopped
+because the target refused connections (``--stop-after-refused``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ from loadtest.report import (
 )
 from loadtest.verify import ModelInfo, fetch_model_info, verify_samples
 
+EXIT_TARGET_GONE = 3
+"""The run stopped early: the target refused ``--stop-after-refused`` connections in a row."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default once: not when its help already says it, nor for flags whose
+    default is "absent" (None, or False for a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        absent = action.default is None or action.default is False  # not 0: "is", not "=="
+        if "default" in text or absent or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
 
 def _distribution(text: str) -> Any:
     try:
@@ -55,13 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(--rate, Poisson arrivals) or a concurrency sweep (--sweep), over /v1 JSON, V2 JSON or "
         "V2 binary. Prints a report with the server's own /metrics figures, writes JSON results "
         "and PNG plots, and checks a sample of responses.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Exit status: 0 run done (verification passed), 1 nothing succeeded or "
+        "verification failed, 2 bad arguments or metadata, 3 the target refused connections.",
+        formatter_class=_HelpFormatter,
     )
     target = parser.add_argument_group("target")
     target.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     target.add_argument("--model", required=True, help="model name")
     target.add_argument("--model-version", default=None, help="model version (default: latest)")
-    target.add_argument("--protocol", choices=PROTOCOLS, default="v2-binary")
+    target.add_argument("--protocol", choices=PROTOCOLS, default="v2-binary", help="wire format")
     target.add_argument(
         "--api-key",
         default=None,
@@ -104,9 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="client processes (one Python process saturates before a fast server does)",
     )
-    load.add_argument("--client", choices=("auto", "aiohttp", "httpx"), default="auto")
+    load.add_argument(
+        "--client",
+        choices=("auto", "aiohttp", "httpx"),
+        default="auto",
+        help="HTTP client (auto: aiohttp when installed, else httpx)",
+    )
     load.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     load.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per request")
+    load.add_argument(
+        "--stop-after-refused",
+        type=int,
+        default=50,
+        metavar="N",
+        help="stop the run, report it and exit 3 once a client process has had N connections "
+        "refused in a row (the server is gone); 0: never stop",
+    )
 
     data = parser.add_argument_group("requests")
     data.add_argument(
@@ -169,6 +203,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--model-file {args.model_file} does not exist")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    if args.stop_after_refused < 0:
+        parser.error("--stop-after-refused must be >= 0")
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -210,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_uvloop=not args.no_uvloop,
         samples_per_phase=args.verify,
         extra_headers=headers,
+        stop_after_refused=args.stop_after_refused,
     )
     phases = _phases_for(args, argv)
     out = args.out or _default_out(args)
@@ -220,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     runs, samples = [], []
+    stopped: str | None = None
     with LoadGenerator(config, args.processes) as generator:
         for phase in phases:
             label = (
@@ -237,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 latencies = result.latency
             summary["_latencies"] = latencies
             print(f"{label}\n{format_summary(summary)}", file=sys.stderr)
+            if result.stopped:
+                stopped = result.stopped
+                break  # the later levels would only meet the same closed port
         http_client = generator.client
     verification = verify_samples(samples, spec, info, args.model_file, args.tolerance)
     report: dict[str, Any] = {
@@ -261,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_info": info.__dict__ if info else None,
         "runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
         "verification": verification,
+        "stopped": stopped,
         "plots": [],
     }
     if args.sweep:
@@ -272,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["plots"] = _plots(args, runs, out)
     out.write_text(json.dumps(report, indent=1))
     print(f"results: {out}" + "".join(f"\nplot: {p}" for p in report["plots"]), file=sys.stderr)
+    if stopped:
+        print(f"run stopped early: {stopped}", file=sys.stderr)
+        return EXIT_TARGET_GONE
     if not any(run["ok"] for run in runs):
         print("no request succeeded", file=sys.stderr)
         return 1

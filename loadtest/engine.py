@@ -14,11 +14,17 @@ phase's share of the load:
 A phase starts with ``warmup_s`` whose requests are not recorded, then measures until its
 duration or request count is reached. All times are ``time.monotonic()`` (one clock for every
 process on the machine).
+
+A phase also ends early when the target is gone: once one worker has seen
+``ClientConfig.stop_after_refused`` connections refused in a row, it raises a flag that every
+worker reads before sending, and the phase's result says why it stopped (``PhaseResult.stopped``).
+Without it a closed loop against a dead server only counts refusals, thousands a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import multiprocessing as mp
 import time
@@ -49,6 +55,13 @@ class ClientConfig:
     """Successful response bodies kept per phase (spread over workers) for verification."""
     extra_headers: dict[str, str] = field(default_factory=dict)
     """Sent with every request (e.g. ``Authorization: Bearer <key>``)."""
+    stop_after_refused: int = 50
+    """End the phase once one worker has had this many connections refused in a row, with no
+    other outcome in between (the target is gone); 0: never."""
+
+    def __post_init__(self) -> None:
+        if self.stop_after_refused < 0:
+            raise ValueError(f"stop_after_refused must be >= 0, got {self.stop_after_refused}")
 
 
 @dataclass(frozen=True)
@@ -80,17 +93,21 @@ class Phase:
             raise ValueError("a phase needs a duration or a request count")
 
     def share(self, index: int, processes: int) -> Phase:
-        """This worker's part of the phase."""
+        """This worker's part of the phase. A closed loop's request count goes to the workers
+        that have clients (the first ``min(processes, concurrency)``), so none is left unsent."""
 
-        def split(total: int) -> int:
-            return total // processes + (index < total % processes)
+        def split(total: int, among: int) -> int:
+            if index >= among:
+                return 0
+            return total // among + (index < total % among)
 
+        senders = min(processes, self.concurrency) if self.mode == "closed" else processes
         return replace(
             self,
             is_share=True,
-            concurrency=split(self.concurrency) if self.mode == "closed" else 0,
+            concurrency=split(self.concurrency, processes) if self.mode == "closed" else 0,
             rate=self.rate / processes,
-            requests=None if self.requests is None else split(self.requests),
+            requests=None if self.requests is None else split(self.requests, senders),
             max_in_flight=max(1, self.max_in_flight // processes),
         )
 
@@ -114,6 +131,9 @@ class PhaseResult:
     """``(pool index, status, body, Inference-Header-Content-Length)`` of kept responses."""
     client_cpu_s: float = 0.0
     warmup_requests: int = 0
+    stopped: str | None = None
+    """Why the phase ended before its bounds (the target refused connections); None if it did
+    not."""
 
     @property
     def elapsed_s(self) -> float:
@@ -145,6 +165,7 @@ class PhaseResult:
             samples=[s for p in parts for s in p.samples],
             client_cpu_s=sum(p.client_cpu_s for p in parts),
             warmup_requests=sum(p.warmup_requests for p in parts),
+            stopped=next((p.stopped for p in parts if p.stopped), None),
         )
 
 
@@ -272,11 +293,66 @@ class _Recorder:
         )
 
 
-async def _send(client: _AiohttpClient | _HttpxClient, request: EncodedRequest) -> Answer:
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def connection_refused(error: BaseException) -> bool:
+    """Did ``error`` come from the target refusing (or being unreachable for) a connection?
+    The clients wrap the socket's error (aiohttp: ``ClientConnectorError``; httpx:
+    ``ConnectError`` from httpcore's), so this walks the chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or (
+            isinstance(current, OSError) and current.errno in _UNREACHABLE
+        ):
+            return True
+        os_error = getattr(current, "os_error", None)  # aiohttp keeps it here as well
+        if isinstance(os_error, OSError) and os_error is not current:
+            current = os_error
+            continue
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class RefusalWatch:
+    """Counts one worker's connections refused in a row and, at ``limit`` (0: never), raises
+    ``flag`` (a shared ``ctypes`` value that every worker of the phase reads)."""
+
+    def __init__(self, limit: int, flag: Any) -> None:
+        self.limit = limit
+        self.flag = flag
+        self.streak = 0
+        self.reason: str | None = None
+        """Set in the worker whose refusals raised the flag."""
+
+    def observe(self, refused: bool) -> None:
+        """One request's outcome: refused, or anything else (an answer, a timeout, ...)."""
+        if not refused:
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.limit and self.streak >= self.limit and self.reason is None:
+            self.reason = (
+                f"the target refused {self.streak} connections in a row (is the server gone?)"
+            )
+            self.flag.value = 1
+
+    @property
+    def stopped(self) -> bool:
+        """Has any worker of the phase raised the flag?"""
+        return bool(self.flag.value)
+
+
+async def _send(
+    client: _AiohttpClient | _HttpxClient, request: EncodedRequest
+) -> tuple[Answer, bool]:
+    """The answer and whether the connection was refused."""
     try:
-        return await client.post(request)
+        return await client.post(request), False
     except Exception as error:  # no response: status 0, the error's type as the body
-        return 0, type(error).__name__.encode(), None
+        return (0, type(error).__name__.encode(), None), connection_refused(error)
 
 
 async def _sleep_until(moment: float) -> None:
@@ -293,8 +369,10 @@ async def run_share(
     start_at: float,
     seed: int,
     recorder: _Recorder,
+    watch: RefusalWatch,
 ) -> float:
-    """Run one worker's share of a phase; returns the measure start."""
+    """Run one worker's share of a phase; returns the measure start. Ends early once ``watch``
+    says the target is gone."""
     rng = np.random.default_rng(seed)
     order = itertools.cycle(rng.permutation(len(pool)).tolist())
     measure_start = start_at + phase.warmup_s
@@ -305,7 +383,7 @@ async def run_share(
     def take(now: float) -> bool:
         """May a request scheduled at ``now`` leave? Counts it against the request bound when
         it is measured (scheduled at or after the measure start)."""
-        if end is not None and now >= end:
+        if watch.stopped or (end is not None and now >= end):
             return False
         if now >= measure_start and remaining[0] is not None:
             if remaining[0] <= 0:
@@ -316,8 +394,9 @@ async def run_share(
     async def one(k: int, scheduled: float) -> None:
         request = pool[k]
         sent = time.monotonic()
-        answer = await _send(client, request)
+        answer, refused = await _send(client, request)
         done = time.monotonic()
+        watch.observe(refused)
         if scheduled < measure_start:
             recorder.warmup += 1
             return
@@ -356,7 +435,7 @@ async def run_share(
 
 
 def _worker_main(
-    conn: Connection, index: int, processes: int, config: ClientConfig, counters: Any
+    conn: Connection, index: int, processes: int, config: ClientConfig, counters: Any, stop: Any
 ) -> None:
     loop = new_event_loop(config.use_uvloop)
     asyncio.set_event_loop(loop)
@@ -379,13 +458,16 @@ def _worker_main(
             phase, start_at = message
             phase_number += 1
             recorder = _Recorder(keep, counters, index)
+            watch = RefusalWatch(config.stop_after_refused, stop)
             cpu = time.process_time()
             try:
                 seed = config.pool.seed * 1_000_003 + phase_number * 1009 + index
                 measure_start = loop.run_until_complete(
-                    run_share(client, pool, phase, start_at, seed, recorder)
+                    run_share(client, pool, phase, start_at, seed, recorder, watch)
                 )
-                conn.send(("ok", recorder.result(measure_start, time.process_time() - cpu)))
+                result = recorder.result(measure_start, time.process_time() - cpu)
+                result.stopped = watch.reason
+                conn.send(("ok", result))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
     finally:
@@ -418,13 +500,14 @@ class LoadGenerator:
         self.processes = processes
         context = mp.get_context("spawn")
         self._counters = context.Array("q", 2 * processes, lock=False)
+        self._stop = context.RawValue("b", 0)  # raised by a worker whose target refuses
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         for index in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker_main,
-                args=(child, index, processes, config, self._counters),
+                args=(child, index, processes, config, self._counters, self._stop),
                 name=f"loadtest-worker-{index}",
                 daemon=True,
             )
@@ -456,6 +539,7 @@ class LoadGenerator:
     ) -> PhaseResult:
         for k in range(len(self._counters)):
             self._counters[k] = 0
+        self._stop.value = 0
         measuring = on_measure_start is None
         if phase.warmup_s <= 0 and on_measure_start is not None:
             on_measure_start()  # before the first request leaves: nothing can slip in first

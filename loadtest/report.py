@@ -125,6 +125,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  client CPU  {summary['client_cpu_s']:.2f} s "
         f"({_fmt(summary['client_cpu_per_request_ms'], 3)} ms per request)"
     )
+    if summary.get("stopped"):
+        lines.append(f"  stopped     {summary['stopped']}")
     for sample in summary.get("error_samples", [])[:2]:
         lines.append(f"  error body  {sample['status']}: {sample['body'][:160]}")
     return "\n".join(lines)

@@ -70,6 +70,8 @@ def summarize(result: PhaseResult) -> dict[str, Any]:
     }
     if result.lag.size and float(result.lag.max()) > 0:
         summary["client_lag_ms"] = latency_summary_ms(result.lag)
+    if result.stopped:
+        summary["stopped"] = result.stopped
     if result.error_bodies:
         summary["error_samples"] = [{"status": s, "body": b} for s, b in result.error_bodies]
     return summary

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -55,7 +56,9 @@ class ModelSpec:
     """Shapes of the required inputs, -1 where dynamic."""
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
     """Shapes of the outputs, -1 where dynamic."""
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The model's ``metadata_props``: JSON objects and lists decoded (``parity``,
+    ``layer_sizes``, ``labels``), every other value the string stored."""
 
     @property
     def layers(self) -> int:
@@ -74,6 +77,24 @@ def _int_dim(dim: object, what: str) -> int:
 
 def _shape(dims: Sequence[object]) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in dims]
+
+
+def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+    """ONNX ``metadata_props`` are strings; those holding a JSON object or list become that
+    object or list, so that a client reads ``parity`` as an object, not JSON in a string.
+    Scalars stay strings (``"version": "1"`` is a name, not a number)."""
+    decoded: dict[str, Any] = {}
+    for key, text in props.items():
+        value: Any = text
+        if text.lstrip().startswith(("{", "[")):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None  # not JSON after all: kept as the string it is
+            if isinstance(parsed, dict | list):
+                value = parsed
+        decoded[key] = value
+    return decoded
 
 
 def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSpec:
@@ -127,7 +148,7 @@ def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSp
         output_names=list(outputs),
         input_shapes={name: _shape(i.shape) for name, i in inputs.items()},
         output_shapes={name: _shape(o.shape) for name, o in outputs.items()},
-        metadata=metadata,
+        metadata=decode_metadata(metadata),
     )
 
 

@@ -57,6 +57,39 @@ def test_export_prints_the_report_and_writes_the_repository(
     assert metadata["max_length_verified"] == "24"
 
 
+def test_a_rerun_on_the_same_checkpoint_writes_nothing_until_forced(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's command run twice: the second run says the latest version is up to date and
+    writes no identical version 2; ``--force`` writes it; another checkpoint is exported."""
+    repo = tmp_path / "repo"
+    argv = [str(checkpoint), "--name", "tiny", "--repository", str(repo), *FAST]
+    assert main(argv) == 0
+    capsys.readouterr()
+    written = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"up to date: {repo / 'tiny' / '1'}" in out and "nothing written" in out
+    assert "--force" in out and file_sha256(checkpoint)[:16] in out
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == written
+    assert not (repo / "tiny" / "2").exists()
+
+    assert main([*argv, "--version", "1"]) == 0  # the version asked for holds the same export
+    assert "up to date" in capsys.readouterr().out
+
+    assert main([*argv, "--force"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert read_metadata(repo / "tiny" / "2" / "model.onnx")["version"] == "2"
+
+    other = save_checkpoint(tmp_path / "other.pt", make_model(False, (6, 4), seed=1), {})
+    assert main([str(other), *argv[1:]]) == 0  # a different checkpoint: version 3
+    assert "up to date" not in capsys.readouterr().out
+    assert read_metadata(repo / "tiny" / "3" / "model.onnx")["source_checkpoint_sha256"] == (
+        file_sha256(other)
+    )
+
+
 def test_failed_verification_exits_1_and_writes_nothing(
     checkpoint: Path,
     tmp_path: Path,

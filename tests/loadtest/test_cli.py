@@ -4,6 +4,7 @@ the JSON report, the server's figures from /metrics deltas, verification and the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,14 @@ def test_help_lists_the_modes_and_protocols() -> None:
     for flag in flags:
         assert flag in text
     assert "v2-binary" in text
+
+
+def test_help_gives_each_default_once() -> None:
+    text = " ".join(build_parser().format_help().split())  # undo the line wrapping
+    assert not re.search(r"default[^()]*\) \(default:", text), "a default shown twice"
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert text.count("(default: latest)") == 1 and "(default: 8)" in text
+    assert "(default: $LOADTEST_API_KEY, if set)" in text and "(default: 0)" in text  # --seed
 
 
 def test_bad_arguments_exit_with_usage(tmp_path: Path) -> None:
@@ -122,6 +131,27 @@ def test_unreachable_server_fails_cleanly(tmp_path: Path) -> None:
     with LoadGenerator(ClientConfig(url, spec, timeout_s=5), processes=1) as gen:
         result = gen.run(Phase("closed", concurrency=1, duration_s=None, requests=3))
     assert result.status.tolist() == [0, 0, 0] and sum(result.transport_errors.values()) == 3
+
+
+@pytest.mark.slow
+def test_a_run_against_a_closed_port_stops_reports_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.loadtest.conftest import free_port
+
+    out = tmp_path / "gone.json"
+    code = main(
+        ["--url", f"http://127.0.0.1:{free_port()}", "--model", MODEL, "--features",
+         str(FEATURES), "--sweep", "--concurrency", "4", "--requests", "1000000", "--warmup", "0",
+         "--stop-after-refused", "5", "--verify", "0", "--no-plots", "--quiet", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 3
+    assert "run stopped early: the target refused 5 connections in a row" in capsys.readouterr().err
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]  # the sweep's later levels were not run
+    assert run["concurrency"] == 1 and run["requests"] == 5
+    assert run["by_status"] == {"no_response": 5}
+    assert "refused 5 connections" in report["stopped"] and run["stopped"] == report["stopped"]
 
 
 @pytest.mark.slow
