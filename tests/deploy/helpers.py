@@ -3,10 +3,12 @@ files loaded as YAML, ``.dockerignore`` matching, and the command-line tools the
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -156,23 +158,78 @@ def tool(name: str) -> str | None:
     return shutil.which(name)
 
 
+def compose_env(home: Path, **env: str) -> dict[str, str]:
+    """The whole environment Compose runs in: a ``HOME`` of the test's own and a system ``PATH``,
+    so that no Docker config, ``LSTM_SERVING_*`` variable or ``.env`` of the developer's changes
+    what is checked; then ``env``."""
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), **env}
+
+
+def run_compose(
+    command: list[str], home: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``command`` (from ``compose_command``) with ``args``, an empty ``.env`` file and
+    ``compose_env(home, **env)``, in the repository root."""
+    empty = home / "empty.env"
+    empty.write_text("")
+    return subprocess.run(
+        [*command, "--env-file", str(empty), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=compose_env(home, **env),
+    )
+
+
+def _compose_plugin(docker: str) -> str | None:
+    """Where ``docker`` finds its ``compose`` plugin (``~/.docker/cli-plugins``,
+    ``$DOCKER_CONFIG/cli-plugins``, ``cliPluginsExtraDirs``, a system folder): it says so itself,
+    without an engine."""
+    try:
+        result = subprocess.run(
+            [docker, "info", "--format", "{{json .ClientInfo.Plugins}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        plugins = json.loads(result.stdout.strip().splitlines()[0]) if result.stdout else None
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    for plugin in plugins if isinstance(plugins, list) else []:
+        if isinstance(plugin, dict) and plugin.get("Name") == "compose" and plugin.get("Path"):
+            return str(plugin["Path"])
+    return None
+
+
 def compose_command() -> list[str] | None:
-    """A Docker Compose v2 CLI: ``docker compose`` (the plugin) or ``docker-compose`` v2. Parsing,
+    """A Docker Compose v2 CLI that works in ``compose_env`` (any ``HOME``): the ``docker compose``
+    plugin's own executable (a v2 plugin runs standalone too), wherever the user keeps it; else
+    ``docker compose`` where the plugin lies in a system folder; else ``docker-compose`` v2.
+    Each candidate is tried in ``compose_env``, so what is found here runs in the tests. Parsing,
     merging and validating (``config``) need no Docker engine."""
     candidates: list[list[str]] = []
     docker = shutil.which("docker")
     if docker:
+        plugin = _compose_plugin(docker)
+        if plugin:
+            candidates.append([plugin])
         candidates.append([docker, "compose"])
     standalone = tool("docker-compose")
     if standalone:
         candidates.append([standalone])
-    for command in candidates:
-        try:
-            result = subprocess.run(
-                [*command, "version", "--short"], capture_output=True, text=True, timeout=30
-            )
-        except OSError:
-            continue
-        if result.returncode == 0 and result.stdout.strip().lstrip("v").startswith("2."):
-            return command
+    with tempfile.TemporaryDirectory() as home:
+        for command in candidates:
+            try:
+                result = subprocess.run(
+                    [*command, "version", "--short"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    env=compose_env(Path(home)),
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if result.returncode == 0 and result.stdout.strip().lstrip("v").startswith("2."):
+                return command
     return None

@@ -4,6 +4,7 @@ config`` where a Compose v2 CLI is installed), and what each service must have."
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from tests.deploy.helpers import (
     Reset,
     compose_command,
     load_compose,
+    run_compose,
     tool,
     without_compose_tags,
 )
@@ -93,21 +95,53 @@ def test_compose_schema_check_rejects_a_wrong_file(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
-def _compose(
-    command: list[str], tmp_path: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Compose with an empty environment and .env file: no LSTM_SERVING_* or .env of the
-    developer's changes what is checked."""
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    return subprocess.run(
-        [*command, "--env-file", str(empty), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+# A stand-in for the docker CLI: it finds its compose plugin only under $HOME, as a plugin kept in
+# ~/.docker/cli-plugins is found. `info` answers as `docker info --format <plugins as JSON>` does.
+_DOCKER_WITH_PLUGINS_UNDER_HOME = r"""plugin="$HOME/.docker/cli-plugins/docker-compose"
+case "$1" in
+info)
+    if [ -x "$plugin" ]; then printf '[{"Name": "compose", "Path": "%s"}]\n' "$plugin"
+    else echo '[]'; fi
+    exit 0 ;;
+compose)
+    shift
+    [ -x "$plugin" ] && exec "$plugin" "$@"
+    echo "docker: unknown command: docker compose" >&2
+    exit 1 ;;
+esac
+exit 1"""
+
+
+def _executable(path: Path, body: str) -> None:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_compose_found_under_the_users_home_runs_with_the_tests_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Compose plugin kept in ``~/.docker/cli-plugins`` (where Docker's docs put it) is not
+    there for ``docker compose`` under the tests' own ``HOME``: what ``compose_command`` finds
+    must run in the environment the tests give it."""
+    home = tmp_path / "user"
+    plugins = home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    _executable(
+        plugins / "docker-compose",
+        'if [ "$*" = "version --short" ]; then echo 2.99.0; else echo "services: {}"; fi',
     )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _executable(bin_dir / "docker", _DOCKER_WITH_PLUGINS_UNDER_HOME)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    command = compose_command()
+    assert command is not None
+    tests_home = tmp_path / "tests"
+    tests_home.mkdir()
+    result = run_compose(command, tests_home, "config")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "services: {}"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -118,7 +152,7 @@ def test_docker_compose_config_merges_each_variant(variant: str, tmp_path: Path)
     if command is None:
         pytest.skip("no Docker Compose v2 CLI here (docker compose plugin or docker-compose v2)")
     files = [arg for path in VARIANTS[variant] for arg in ("-f", str(path))]
-    result = _compose(
+    result = run_compose(
         command, tmp_path, *files, "--profile", "loadtest", "--profile", "prometheus", "config"
     )
     assert result.returncode == 0, result.stderr
@@ -150,7 +184,7 @@ def test_own_model_repository_is_a_read_only_bind_mount(tmp_path: Path) -> None:
     command = compose_command()
     if command is None:
         pytest.skip("no Docker Compose v2 CLI here (docker compose plugin or docker-compose v2)")
-    result = _compose(
+    result = run_compose(
         command, tmp_path, "-f", str(COMPOSE), "config", "server", MODEL_REPOSITORY="./my_models"
     )
     assert result.returncode == 0, result.stderr
