@@ -43,6 +43,7 @@ RUN python docker/requirements.py pyproject.toml train export >/tmp/requirements
 # Train (only where a checkpoint is missing: about 2 minutes on 2 cores), export, and verify
 # ONNX Runtime against torch; a failed verification fails the build. Checkpoints present in the
 # context's artifacts/checkpoints/ are reused (the wildcard may match nothing).
+COPY padding/ padding/
 COPY models/ models/
 COPY export/ export/
 COPY artifacts/checkpoints/*.pt artifacts/checkpoints/
@@ -68,6 +69,7 @@ COPY docker/requirements.py docker/
 RUN python docker/requirements.py pyproject.toml loadtest >/tmp/requirements.txt \
     && python -m pip install --root-user-action=ignore --requirement /tmp/requirements.txt \
     && rm /tmp/requirements.txt
+COPY padding/ padding/
 COPY loadtest/ loadtest/
 # Results go to /app/loadtest-results (docker-compose.yml mounts ./loadtest-results there).
 ENTRYPOINT ["python", "-m", "loadtest"]

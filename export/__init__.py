@@ -1,6 +1,13 @@
 """torch ``LSTMClassifier`` → ONNX with real variable-length semantics, verified, written into a
 Triton-layout model repository (see ``docs/model-contract.md``).
 
+Modules: ``contract`` (the graph's names), ``graph`` (the ONNX builder), ``reference`` (torch's
+and ONNX Runtime's outputs under those names, and the random feeds they are compared on),
+``verify`` (the checks), ``metadata``, ``repository`` (the Triton layout), ``exporter`` (build,
+verify, write); the commands ``cli`` (``python -m export`` and what every command shares),
+``defaults`` (``python -m export.defaults``) and ``from_tf`` (``python -m export.from_tf``, on
+top of the ``tf1_checkpoint`` importer beside this package).
+
 Public API (imported lazily, so ``import export`` and ``python -m export --help`` stay cheap)::
 
     export_model(model, repository_dir, name, version=None, *, source_sha256=None, verify=None,

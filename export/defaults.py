@@ -7,6 +7,11 @@ Both are trained on JapaneseVowels (``models.data``) with a fixed seed; checkpoi
 ``<checkpoints>/<name>.pt`` and are reused when present. Idempotent: a model whose repository
 version already holds an export of the same checkpoint (same SHA-256) is left alone unless
 ``--force``. This is what the README's serve command runs on a fresh machine.
+
+Exit status: 0 every model exported and verified, or up to date; 1 one or more failed
+verification (the others are still exported); 2 bad arguments, an unusable checkpoint or an
+unavailable provider (stops at once). The flags shared with the other export commands, the
+up-to-date check and the report come from ``export.cli``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, describe, verify_settings
-from export.repository import exported_sha256
+from export.cli import (
+    add_repository_argument,
+    add_verify_arguments,
+    run_export,
+    up_to_date,
+    verify_settings,
+)
 
 DEFAULT_CHECKPOINTS = Path("artifacts/checkpoints")
 DEFAULT_VERSION = 1
@@ -51,12 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         + " into the model repository. Skips a model whose repository version was already "
         "exported from the same checkpoint.",
     )
-    parser.add_argument(
-        "--repository",
-        type=Path,
-        default=DEFAULT_REPOSITORY,
-        help="model repository folder (default: ./%(default)s)",
-    )
+    add_repository_argument(parser)
     parser.add_argument(
         "--checkpoints",
         type=Path,
@@ -126,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # models.train reports each epoch through logging.
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
     from export.exporter import export_checkpoint
-    from export.verify import ProviderUnavailableError, VerificationError
-    from models.checkpoint import file_sha256
+    from export.repository import exported_sha256
 
     started = time.perf_counter()
     settings = verify_settings(args)
@@ -137,36 +142,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         checkpoint = args.checkpoints / f"{spec.name}.pt"
         ensure_checkpoint(spec, checkpoint, args.data_dir)
-        digest = file_sha256(checkpoint)
-        previous = exported_sha256(args.repository, spec.name, args.version)
-        if previous == digest and not args.force:
-            print(
-                f"[{spec.name}] up to date: {args.repository}/{spec.name}/{args.version} was "
-                f"exported from {checkpoint} (sha256 {digest[:16]}…); --force exports again"
-            )
+        same = up_to_date(checkpoint, args.repository, spec.name, args.version)
+        if same is not None and not args.force:
+            print(f"[{spec.name}] {same}")
             continue
+        previous = exported_sha256(args.repository, spec.name, args.version)
         reason = (
             "forced"
-            if previous == digest
+            if same is not None
             else "not in the repository"
             if previous is None
             else f"repository holds another checkpoint's export (sha256 {previous[:16]}…)"
         )
         print(f"[{spec.name}] exporting {checkpoint} as version {args.version} ({reason})")
-        try:
-            result = export_checkpoint(
-                checkpoint, args.repository, spec.name, args.version, verify=settings
-            )
-        except VerificationError as error:
-            print(error.report.format())
-            print(f"[{spec.name}] error: failed verification; nothing was written")
-            failures += 1
-            continue
-        except ProviderUnavailableError as error:
-            print(f"error: {error}")
+        export = partial(
+            export_checkpoint, checkpoint, args.repository, spec.name, args.version, verify=settings
+        )
+        code = run_export(export, what=f"[{spec.name}]")
+        if code == 2:  # a provider that cannot run, or an unusable checkpoint: stop here
             return 2
-        print(result.report.format())
-        print(describe(result))
+        failures += code
     print(
         f"done in {time.perf_counter() - started:.1f} s"
         + (f", {failures} failed" if failures else "")

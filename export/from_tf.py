@@ -6,8 +6,10 @@
     # import, check against TF's own outputs, export (verified) and write into the repository
     python -m export.from_tf CKPT --description desc.json --reference expected.npz --name my_lstm
 
-No TensorFlow is needed. Exit status: 0 done; 1 the reference or the export verification
-failed (nothing written); 2 the checkpoint or description cannot be used.
+No TensorFlow is needed: ``tf1_checkpoint`` reads the files. The repository and verification
+flags and the report are those of every export command (``export.cli``). Exit status: 0 done;
+1 the reference or the export verification failed (nothing written); 2 the checkpoint or
+description cannot be used.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from export.__main__ import DEFAULT_REPOSITORY, add_verify_arguments, run_export, verify_settings
+from export import contract
+from export.cli import add_repository_arguments, add_verify_arguments, run_export, verify_settings
 
 REFERENCE_TOLERANCE = 1e-5
 
@@ -34,27 +37,26 @@ def reference_errors(model: Any, reference: Path) -> dict[str, float]:
     ``final_h_{n}`` per layer (unidirectional) or ``final_{c,h}_{fw,bw}`` (top bidirectional
     layer). Each array present is compared.
     """
-    import torch
+    from export.reference import torch_outputs
 
     data = np.load(reference)
-    with torch.no_grad():
-        out = model(torch.from_numpy(data["inputs"]), torch.from_numpy(data["lengths"]))
-    ours: dict[str, np.ndarray] = {
-        "logits": out.logits.numpy(),
-        "probs": out.probs.numpy(),
-        "outputs": out.outputs.numpy(),
-    }
-    half = out.outputs.shape[2] // 2
+    out = torch_outputs(model, data["inputs"], data["lengths"])
+    # TensorFlow's names: the graph's, with states (B, H) per layer and the top bidirectional
+    # layer's split by direction.
+    ours = {name: out[name] for name in (contract.LOGITS, contract.PROBS, contract.OUTPUTS)}
+    half = ours["outputs"].shape[2] // 2
     ours["outputs_fw"], ours["outputs_bw"] = (
         ours["outputs"][..., :half],
         ours["outputs"][..., half:],
     )
-    for n, state in enumerate(out.states):
-        ours[f"final_c_{n}"], ours[f"final_h_{n}"] = state.c[0].numpy(), state.h[0].numpy()
-    top = out.states[-1]
-    if top.c.shape[0] == 2:
-        ours["final_c_fw"], ours["final_h_fw"] = top.c[0].numpy(), top.h[0].numpy()
-        ours["final_c_bw"], ours["final_h_bw"] = top.c[1].numpy(), top.h[1].numpy()
+    layers = len(model.config.layer_sizes)
+    for n in range(layers):
+        ours[f"final_c_{n}"] = out[contract.final_c(n)][0]
+        ours[f"final_h_{n}"] = out[contract.final_h(n)][0]
+    top_c, top_h = out[contract.final_c(layers - 1)], out[contract.final_h(layers - 1)]
+    if top_c.shape[0] == 2:
+        ours["final_c_fw"], ours["final_h_fw"] = top_c[0], top_h[0]
+        ours["final_c_bw"], ours["final_h_bw"] = top_c[1], top_h[1]
     errors = {}
     for key in sorted(set(data.files) & set(ours)):
         if data[key].shape != ours[key].shape:
@@ -101,12 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=".npz with inputs, lengths and TensorFlow's outputs to reproduce (to 1e-5)",
     )
-    parser.add_argument("--name", help="model name in the repository (required to export)")
-    parser.add_argument("--version", type=int, help="positive integer (default: next)")
-    parser.add_argument(
-        "--repository", type=Path, default=DEFAULT_REPOSITORY, help="default: ./%(default)s"
-    )
-    parser.add_argument("--max-batch-size", type=int, default=256)
+    add_repository_arguments(parser, name_required=False)
     add_verify_arguments(parser)
     return parser
 
@@ -115,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    from export.tf1 import (
+    from tf1_checkpoint import (
         TF1ImportError,
         TFCheckpoint,
         build_model,

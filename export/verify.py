@@ -19,7 +19,9 @@ are unsorted, include 1 and ``max_length``, and whose padding holds garbage (``Â
 * ``chunked_equals_whole`` (unidirectional only): run ``x[:s]``, then ``x[s:L]`` from the first
   chunk's final states; the joined outputs and final states equal one run over ``x[:L]``.
 
-The other checks compare ONNX Runtime with itself and allow ``tolerance`` alone.
+The other checks compare ONNX Runtime with itself and allow ``tolerance`` alone. Both sides
+(torch and ONNX Runtime, under the graph's output names) and the random feeds come from
+``export.reference``.
 
 Shapes: ``B`` batch, ``T`` padded time, ``F`` input features, ``H_n`` width of layer ``n``,
 ``dirs`` 1 or 2, ``D = dirs * H_last``, ``C`` classes.
@@ -37,11 +39,18 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 
 from export import contract
+from export.reference import (
+    Arrays,
+    fill_padding,
+    onnx_outputs,
+    random_initial_states,
+    random_padded_batch,
+    torch_outputs,
+)
 from models.architectures import LSTMClassifier
-from models.rnn import LSTMStateTuple
+from padding import pad_sequences
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEFAULT_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
@@ -52,8 +61,6 @@ CUDA_OPTIONS = {"use_tf32": "0"}
 """CUDA provider options, as ``service/runtime/providers.py`` runs the models: TF32 GEMMs grew to
 3e-2 error in probabilities over 200 steps of the trained defaults (bench/results), so the
 service runs exact FP32, and the verifier checks what is served."""
-
-Arrays = dict[str, np.ndarray]
 
 
 class ProviderUnavailableError(RuntimeError):
@@ -225,10 +232,11 @@ def verify_onnx(
     ``ProviderUnavailableError`` when the provider cannot run.
     """
     settings = settings or VerifySettings()
+    config = torch_model.config
     tolerance = settings.resolved_tolerance
     session = create_session(onnx_model, settings.provider)
     provider = session.get_providers()[0]
-    runner = _Runner(session, torch_model.config.layer_sizes)
+    runner = _Runner(session, config.layer_sizes)
     references = _TorchReferences(torch_model)
     rng = np.random.default_rng(settings.seed)
     batches = [_random_batch(torch_model, settings, rng) for _ in range(settings.num_batches)]
@@ -246,7 +254,8 @@ def verify_onnx(
         worst = _Worst()
         floor = 0.0
         for batch in batches:
-            states = _random_states(torch_model, batch, rng) if with_states else None
+            size = len(batch.lengths)
+            states = random_initial_states(config, size, rng, scale=0.5) if with_states else None
             actual = runner(batch.inputs, batch.lengths, states)
             expected, exact = references(batch, states)
             worst.add(*_max_error(actual, expected))
@@ -262,7 +271,7 @@ def verify_onnx(
 
     measured("zeros_past_length", 0.0, lambda b: _past_length(runner, b))
     measured("padding_invariance", tolerance, lambda b: _padding_invariance(runner, b))
-    if not torch_model.config.bidirectional:
+    if not config.bidirectional:
         measured(
             "chunked_equals_whole",
             tolerance,
@@ -310,28 +319,7 @@ def _random_batch(
     lengths = rng.integers(1, time + 1, size=size).astype(np.int32)
     shortest, longest = rng.choice(size, size=2, replace=False)
     lengths[shortest], lengths[longest] = 1, time
-    inputs = rng.standard_normal((size, time, model.config.input_size)).astype(np.float32)
-    _fill_padding(inputs, lengths, settings.pad_value, rng)
-    return Batch(inputs, lengths)
-
-
-def _fill_padding(
-    inputs: np.ndarray, lengths: np.ndarray, value: float, rng: np.random.Generator
-) -> None:
-    """Write ``Â±value`` past each length: a graph that reads padding shows it at once."""
-    for row, length in enumerate(lengths):
-        tail = inputs[row, length:]
-        tail[...] = value * rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=tail.shape)
-
-
-def _random_states(model: LSTMClassifier, batch: Batch, rng: np.random.Generator) -> Arrays:
-    """Non-zero initial states ``(dirs, B, H_n)`` per layer, as graph feeds."""
-    dirs, size = model.config.num_directions, len(batch.lengths)
-    feeds = {}
-    for n, hidden in enumerate(model.config.layer_sizes):
-        for name in (contract.initial_c(n), contract.initial_h(n)):
-            feeds[name] = (0.5 * rng.standard_normal((dirs, size, hidden))).astype(np.float32)
-    return feeds
+    return Batch(*random_padded_batch(lengths, model.config.input_size, rng, settings.pad_value))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -349,9 +337,7 @@ class _Runner:
         lengths: np.ndarray,
         states: Mapping[str, np.ndarray] | None = None,
     ) -> Arrays:
-        feeds = {contract.INPUTS: inputs, contract.LENGTHS: lengths.astype(np.int32)}
-        feeds.update(states or {})
-        return dict(zip(self.names, self.session.run(self.names, feeds), strict=True))
+        return onnx_outputs(self.session, inputs, lengths, states, self.names)
 
     def final_states(self, result: Arrays) -> Arrays:
         """The final states of ``result`` renamed as initial-state feeds (for chunking)."""
@@ -372,36 +358,9 @@ class _TorchReferences:
 
     def __call__(self, batch: Batch, states: Arrays | None) -> tuple[Arrays, Arrays]:
         return (
-            _torch_outputs(self.float32, batch, states, torch.float32),
-            _torch_outputs(self.float64, batch, states, torch.float64),
+            torch_outputs(self.float32, batch.inputs, batch.lengths, states),
+            torch_outputs(self.float64, batch.inputs, batch.lengths, states),
         )
-
-
-def _torch_outputs(
-    model: LSTMClassifier, batch: Batch, states: Arrays | None, dtype: torch.dtype
-) -> Arrays:
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(dtype)
-
-    initial = None
-    if states is not None:
-        initial = tuple(
-            LSTMStateTuple(
-                tensor(states[contract.initial_c(n)]), tensor(states[contract.initial_h(n)])
-            )
-            for n in range(len(model.config.layer_sizes))
-        )
-    with torch.no_grad():
-        result = model(tensor(batch.inputs), torch.from_numpy(batch.lengths), initial)
-    arrays = {
-        contract.LOGITS: result.logits.numpy(),
-        contract.PROBS: result.probs.numpy(),
-        contract.OUTPUTS: result.outputs.numpy(),
-    }
-    for n, state in enumerate(result.states):
-        arrays[contract.final_c(n)] = state.c.numpy()
-        arrays[contract.final_h(n)] = state.h.numpy()
-    return arrays
 
 
 def _max_error(actual: Arrays, expected: Arrays) -> tuple[float, str]:
@@ -484,13 +443,11 @@ def _chunked(
     if not len(lengths):
         return 0.0, ""
     splits = np.array([rng.integers(1, length) for length in lengths], dtype=np.int32)
-    first = np.zeros((len(lengths), int(splits.max()), inputs.shape[2]), np.float32)
-    second = np.zeros((len(lengths), int((lengths - splits).max()), inputs.shape[2]), np.float32)
-    for row, (length, split) in enumerate(zip(lengths, splits, strict=True)):
-        first[row, :split] = inputs[row, :split]
-        second[row, : length - split] = inputs[row, split:length]
-    _fill_padding(first, splits, pad_value, rng)
-    _fill_padding(second, lengths - splits, pad_value, rng)
+    cuts = list(zip(inputs, lengths, splits, strict=True))
+    first, _ = pad_sequences([x[:split] for x, _, split in cuts])
+    second, _ = pad_sequences([x[split:length] for x, length, split in cuts])
+    fill_padding(first, splits, pad_value, rng)
+    fill_padding(second, lengths - splits, pad_value, rng)
 
     whole = runner(inputs, lengths)
     head = runner(first, splits)

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from loadtest.distributions import IntDistribution
+from padding import pad_sequences
 
 PROTOCOLS = ("v1", "v2-json", "v2-binary")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -68,15 +69,6 @@ def route(protocol: str, model: str, version: str | None = None) -> str:
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def padded(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``(B, T, F)`` float32 zero padded, and lengths ``(B,)`` int32."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int32)
-    batch = np.zeros((len(sequences), int(lengths.max()), sequences[0].shape[1]), np.float32)
-    for b, sequence in enumerate(sequences):
-        batch[b, : len(sequence)] = sequence
-    return batch, lengths
-
-
 def encode_v1(sequences: list[np.ndarray]) -> tuple[bytes, dict[str, str]]:
     body = {"sequences": sequences, "return": ["label", "probabilities"]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), {
@@ -87,7 +79,7 @@ def encode_v1(sequences: list[np.ndarray]) -> tuple[bytes, dict[str, str]]:
 def encode_v2_json(
     sequences: list[np.ndarray], outputs: tuple[str, ...] = ("probs",)
 ) -> tuple[bytes, dict[str, str]]:
-    batch, lengths = padded(sequences)
+    batch, lengths = pad_sequences(sequences)
     body = {
         "inputs": [
             {
@@ -108,7 +100,7 @@ def encode_v2_json(
 def encode_v2_binary(
     sequences: list[np.ndarray], outputs: tuple[str, ...] = ("probs",)
 ) -> tuple[bytes, dict[str, str]]:
-    batch, lengths = padded(sequences)
+    batch, lengths = pad_sequences(sequences)
     blobs = [batch.astype("<f4").tobytes(), lengths.astype("<i4").tobytes()]
     header = {
         "inputs": [

@@ -10,11 +10,13 @@ importing the package itself.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from padding import pad_sequences
 
 _PACKAGED_LOCATIONS = {
     "aeon": "datasets/data/JapaneseVowels",
@@ -118,19 +120,6 @@ def load_japanese_vowels(split: str, data_dir: str | Path | None = None) -> Sequ
     return SequenceDataset(sequences, targets, labels)
 
 
-def pad_batch(
-    sequences: Sequence[np.ndarray], pad_value: float = 0.0, max_time: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pad ``(L_i, F)`` sequences into ``(B, T, F)`` float32 and their lengths ``(B,)`` int32."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int32)
-    time = max_time if max_time is not None else int(lengths.max())
-    features = sequences[0].shape[1]
-    batch = np.full((len(sequences), time, features), pad_value, dtype=np.float32)
-    for row, sequence in enumerate(sequences):
-        batch[row, : len(sequence)] = sequence
-    return batch, lengths
-
-
 def iterate_batches(
     dataset: SequenceDataset, batch_size: int, rng: np.random.Generator | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -138,5 +127,5 @@ def iterate_batches(
     order = rng.permutation(len(dataset)) if rng is not None else np.arange(len(dataset))
     for start in range(0, len(order), batch_size):
         chosen = order[start : start + batch_size]
-        inputs, lengths = pad_batch([dataset.sequences[i] for i in chosen])
+        inputs, lengths = pad_sequences([dataset.sequences[i] for i in chosen])
         yield inputs, lengths, dataset.targets[chosen]

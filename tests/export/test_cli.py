@@ -6,25 +6,26 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
 import export.defaults as defaults
-from export.__main__ import main
+from export.cli import main
 from export.metadata import read_metadata
 from export.verify import ProviderUnavailableError, create_session
+from models.architectures import LSTMClassifier
 from models.checkpoint import file_sha256, save_checkpoint
-from tests.export.helpers import Case, make_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--max-length", "24"]
 
 
 @pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
+def checkpoint(make_model: Callable[..., LSTMClassifier], tmp_path: Path) -> Path:
     return save_checkpoint(tmp_path / "tiny.pt", make_model(False, (6, 4)), {"test": True})
 
 
@@ -58,7 +59,10 @@ def test_export_prints_the_report_and_writes_the_repository(
 
 
 def test_a_rerun_on_the_same_checkpoint_writes_nothing_until_forced(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_model: Callable[..., LSTMClassifier],
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's command run twice: the second run says the latest version is up to date and
     writes no identical version 2; ``--force`` writes it; another checkpoint is exported."""
@@ -140,9 +144,12 @@ def test_a_missing_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "nope.pt" in capsys.readouterr().out
 
 
-def test_cuda_provider_runs_or_exits_2(checkpoint: Path, tmp_path: Path, stacked: Case) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_cuda_provider_runs_or_exits_2(
+    onnx_model: onnx.ModelProto, checkpoint: Path, tmp_path: Path
+) -> None:
     try:
-        create_session(stacked.proto, "cuda")
+        create_session(onnx_model, "cuda")
         expected = 0
     except ProviderUnavailableError:
         expected = 2
@@ -168,9 +175,7 @@ def test_the_module_runs_as_a_program(checkpoint: Path, tmp_path: Path) -> None:
 
 # -- python -m export.defaults -------------------------------------------------------------------
 @pytest.fixture
-def tiny_defaults(
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[defaults.DefaultModel, ...]]:
+def tiny_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[defaults.DefaultModel, ...]]:
     """The default models, shrunk to train in a fraction of a second."""
     if importlib.util.find_spec("aeon") is None and importlib.util.find_spec("sktime") is None:
         pytest.skip("JapaneseVowels ships with aeon or sktime; neither is installed")
@@ -218,6 +223,7 @@ def test_defaults_train_export_then_skip_until_forced(
 
 
 def test_defaults_export_again_when_the_checkpoint_changes(
+    make_model: Callable[..., LSTMClassifier],
     tiny_defaults: tuple[defaults.DefaultModel, ...],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -234,3 +240,19 @@ def test_defaults_export_again_when_the_checkpoint_changes(
     metadata = read_metadata(repo / "bilstm" / "1" / "model.onnx")
     assert metadata["source_checkpoint_sha256"] == file_sha256(checkpoints / "bilstm.pt")
     assert metadata["input_size"] == "5"
+
+
+def test_defaults_exit_2_on_an_unusable_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same report as ``python -m export``'s (``export.cli.run_export``): an error line and
+    exit status 2, not a traceback; nothing written."""
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    (checkpoints / "bilstm.pt").write_bytes(b"not a checkpoint")
+    repo = tmp_path / "repo"
+    argv = ["--repository", str(repo), "--checkpoints", str(checkpoints), "--only", "bilstm"]
+    assert defaults.main([*argv, *FAST]) == 2
+    out = capsys.readouterr().out
+    assert "[bilstm] checkpoint" in out and "error:" in out and "bilstm.pt" in out
+    assert not repo.exists() or not any(repo.iterdir())

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "export", "service", "loadtest", "bench")
+PACKAGES = ("models", "export", "tf1_checkpoint", "padding", "service", "loadtest", "bench")
 SOURCES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 DOCUMENT = re.compile(r"[\w./~-]+\.md\b")
 REPO_FILE = re.compile(
-    r"\b(?:docs|bench|export|service|models|loadtest|deploy|docker)/[\w./-]+\.\w+"
+    r"\b(?:docs|bench|export|tf1_checkpoint|padding|service|models|loadtest|deploy|docker)/"
+    r"[\w./-]+\.\w+"
 )
 README_SECTION = re.compile(r"""README's "([^"]+)\"""")
 

@@ -4,6 +4,7 @@ written when verification fails."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -17,15 +18,18 @@ from export import (
     read_metadata,
 )
 from export.metadata import state_dict_sha256
+from export.verify import VerifySettings
+from models.architectures import LSTMClassifier
 from models.checkpoint import file_sha256, save_checkpoint
-from tests.export.helpers import FAST_VERIFY, LABELS, Case, make_model
 
 
-def test_metadata_follows_the_contract(case: Case, tmp_path: Path) -> None:
-    result = export_model(case.model, tmp_path, "tiny", 3, verify=FAST_VERIFY)
+def test_metadata_follows_the_contract(
+    torch_model: LSTMClassifier, fast_verify: VerifySettings, tmp_path: Path
+) -> None:
+    result = export_model(torch_model, tmp_path, "tiny", 3, verify=fast_verify)
     metadata = read_metadata(result.model_path)
     assert tuple(metadata) == contract.METADATA_KEYS
-    config = case.config
+    config = torch_model.config
     assert metadata["name"] == "tiny" and metadata["version"] == "3"
     assert metadata["architecture"] == (
         "bidirectional_lstm" if config.bidirectional else "stacked_lstm"
@@ -33,18 +37,21 @@ def test_metadata_follows_the_contract(case: Case, tmp_path: Path) -> None:
     assert json.loads(metadata["layer_sizes"]) == list(config.layer_sizes)
     assert metadata["bidirectional"] == ("true" if config.bidirectional else "false")
     assert metadata["input_size"] == "5" and metadata["num_classes"] == "3"
-    assert json.loads(metadata["labels"]) == list(LABELS)
-    assert metadata["max_length_verified"] == str(FAST_VERIFY.max_length)
-    assert metadata["source_checkpoint_sha256"] == state_dict_sha256(case.model)
+    assert json.loads(metadata["labels"]) == ["ka", "ki", "ku"]
+    assert metadata["max_length_verified"] == str(fast_verify.max_length)
+    assert metadata["source_checkpoint_sha256"] == state_dict_sha256(torch_model)
     assert json.loads(metadata["parity"]) == result.report.parity()
     assert metadata["contract"] == "lstm-serving/onnx-v1"
     assert all(isinstance(value, str) for value in metadata.values())
     assert metadata == result.metadata
 
 
-def test_export_writes_model_and_config_and_counts_versions(stacked: Case, tmp_path: Path) -> None:
-    first = export_model(stacked.model, tmp_path, "m", verify=FAST_VERIFY)
-    second = export_model(stacked.model, tmp_path, "m", verify=FAST_VERIFY)
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_export_writes_model_and_config_and_counts_versions(
+    torch_model: LSTMClassifier, fast_verify: VerifySettings, tmp_path: Path
+) -> None:
+    first = export_model(torch_model, tmp_path, "m", verify=fast_verify)
+    second = export_model(torch_model, tmp_path, "m", verify=fast_verify)
     assert (first.version, second.version) == (1, 2)
     assert first.model_path == tmp_path / "m" / "1" / "model.onnx"
     assert second.config_path == tmp_path / "m" / "config.pbtxt"
@@ -52,15 +59,17 @@ def test_export_writes_model_and_config_and_counts_versions(stacked: Case, tmp_p
     onnx.checker.check_model(str(second.model_path))
 
 
-def test_checkpoint_export_records_the_file_hash(tmp_path: Path) -> None:
+def test_checkpoint_export_records_the_file_hash(
+    make_model: Callable[..., LSTMClassifier], fast_verify: VerifySettings, tmp_path: Path
+) -> None:
     model = make_model(bidirectional=True, layer_sizes=(4,))
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", model, {"note": "test"})
-    result = export_checkpoint(checkpoint, tmp_path / "repo", "tiny", verify=FAST_VERIFY)
+    result = export_checkpoint(checkpoint, tmp_path / "repo", "tiny", verify=fast_verify)
     assert result.metadata["source_checkpoint_sha256"] == file_sha256(checkpoint)
     assert result.report.passed
 
 
-def test_state_dict_hash_tracks_the_weights() -> None:
+def test_state_dict_hash_tracks_the_weights(make_model: Callable[..., LSTMClassifier]) -> None:
     model = make_model(bidirectional=False, layer_sizes=(4,))
     same = make_model(bidirectional=False, layer_sizes=(4,))
     other = make_model(bidirectional=False, layer_sizes=(4,), seed=1)
@@ -68,8 +77,12 @@ def test_state_dict_hash_tracks_the_weights() -> None:
     assert state_dict_sha256(model) != state_dict_sha256(other)
 
 
+@pytest.mark.parametrize("architecture", ["stacked"])
 def test_failed_verification_writes_nothing(
-    stacked: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    torch_model: LSTMClassifier,
+    fast_verify: VerifySettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import export.exporter as exporter
 
@@ -84,20 +97,25 @@ def test_failed_verification_writes_nothing(
 
     monkeypatch.setattr(exporter, "build_onnx_model", build_broken)
     with pytest.raises(VerificationError) as raised:
-        export_model(stacked.model, tmp_path / "repo", "m", verify=FAST_VERIFY)
+        export_model(torch_model, tmp_path / "repo", "m", verify=fast_verify)
     assert not raised.value.report.check("ort_vs_torch").passed
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
-def test_export_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
+def test_export_leaves_the_callers_model_as_it_was(
+    make_model: Callable[..., LSTMClassifier], fast_verify: VerifySettings, tmp_path: Path
+) -> None:
     model = make_model(bidirectional=False, layer_sizes=(4,)).train()
-    export_model(model, tmp_path, "m", verify=FAST_VERIFY)
+    export_model(model, tmp_path, "m", verify=fast_verify)
     assert model.training  # exported in eval mode from a copy
 
 
-def test_bad_names_fail_before_any_work(stacked: Case, tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_bad_names_fail_before_any_work(
+    torch_model: LSTMClassifier, fast_verify: VerifySettings, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match="invalid model name"):
-        export_model(stacked.model, tmp_path, "../escape", verify=FAST_VERIFY)
+        export_model(torch_model, tmp_path, "../escape", verify=fast_verify)
     with pytest.raises(ValueError, match="version"):
-        export_model(stacked.model, tmp_path, "m", 0, verify=FAST_VERIFY)
+        export_model(torch_model, tmp_path, "m", 0, verify=fast_verify)
     assert not any(tmp_path.iterdir())

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from export import contract
 from export.graph import OPSET, build_onnx_model, onnx_lstm_weights
-from tests.export.helpers import Case
+from models.architectures import LSTMClassifier
 
 
 def _attribute(node: onnx.NodeProto, name: str) -> object:
@@ -28,39 +28,43 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     ]
 
 
-def test_every_lstm_layer_is_a_native_node_fed_by_the_lengths_input(case: Case) -> None:
-    lstm_nodes = [node for node in case.proto.graph.node if node.op_type == "LSTM"]
-    assert len(lstm_nodes) == len(case.config.layer_sizes)
-    graph_inputs = {i.name for i in case.proto.graph.input}
-    initializers = {i.name for i in case.proto.graph.initializer}
-    expected_direction = b"bidirectional" if case.config.bidirectional else b"forward"
-    for node, hidden in zip(lstm_nodes, case.config.layer_sizes, strict=True):
+def test_every_lstm_layer_is_a_native_node_fed_by_the_lengths_input(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
+) -> None:
+    lstm_nodes = [node for node in onnx_model.graph.node if node.op_type == "LSTM"]
+    assert len(lstm_nodes) == len(torch_model.config.layer_sizes)
+    graph_inputs = {i.name for i in onnx_model.graph.input}
+    initializers = {i.name for i in onnx_model.graph.initializer}
+    expected_direction = b"bidirectional" if torch_model.config.bidirectional else b"forward"
+    for node, hidden in zip(lstm_nodes, torch_model.config.layer_sizes, strict=True):
         # ONNX LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c.
         assert node.input[4] == contract.LENGTHS
         assert contract.LENGTHS in graph_inputs and contract.LENGTHS not in initializers
         assert _attribute(node, "direction") == expected_direction
         assert _attribute(node, "hidden_size") == hidden
         assert _attribute(node, "layout") == 0
-    assert not any(node.op_type in ("Loop", "Scan") for node in case.proto.graph.node)
+    assert not any(node.op_type in ("Loop", "Scan") for node in onnx_model.graph.node)
 
 
-def test_opset_and_ir_version_load_in_onnxruntime(case: Case) -> None:
-    opsets = {o.domain: o.version for o in case.proto.opset_import}
+def test_opset_and_ir_version_load_in_onnxruntime(onnx_model: onnx.ModelProto) -> None:
+    opsets = {o.domain: o.version for o in onnx_model.opset_import}
     assert opsets == {"": OPSET}
     # onnx writes IR 14 by default, which onnxruntime 1.31 refuses; the builder pins it.
-    assert case.proto.ir_version == 10
-    onnx.checker.check_model(case.proto, full_check=True)
-    ort.InferenceSession(case.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert onnx_model.ir_version == 10
+    onnx.checker.check_model(onnx_model, full_check=True)
+    ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_batch_and_time_are_dynamic_and_io_follows_the_contract(case: Case) -> None:
-    config = case.config
+def test_batch_and_time_are_dynamic_and_io_follows_the_contract(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
+) -> None:
+    config = torch_model.config
     dirs = config.num_directions
-    inputs = {i.name: i for i in case.proto.graph.input}
+    inputs = {i.name: i for i in onnx_model.graph.input}
     assert _dims(inputs[contract.INPUTS]) == ["batch", "time", config.input_size]
     assert _dims(inputs[contract.LENGTHS]) == ["batch"]
     assert inputs[contract.LENGTHS].type.tensor_type.elem_type == onnx.TensorProto.INT32
-    outputs = {o.name: _dims(o) for o in case.proto.graph.output}
+    outputs = {o.name: _dims(o) for o in onnx_model.graph.output}
     expected = {
         contract.LOGITS: ["batch", config.num_classes],
         contract.PROBS: ["batch", config.num_classes],
@@ -73,13 +77,15 @@ def test_batch_and_time_are_dynamic_and_io_follows_the_contract(case: Case) -> N
     assert list(outputs) == contract.output_names(len(config.layer_sizes))
 
 
-def test_initial_states_are_overridable_zero_initializers(case: Case) -> None:
-    dirs = case.config.num_directions
-    assert [i.name for i in case.session.get_inputs()] == [contract.INPUTS, contract.LENGTHS]
-    overridable = {i.name: i.shape for i in case.session.get_overridable_initializers()}
-    initializers = {i.name: numpy_helper.to_array(i) for i in case.proto.graph.initializer}
+def test_initial_states_are_overridable_zero_initializers(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, session: ort.InferenceSession
+) -> None:
+    dirs = torch_model.config.num_directions
+    assert [i.name for i in session.get_inputs()] == [contract.INPUTS, contract.LENGTHS]
+    overridable = {i.name: i.shape for i in session.get_overridable_initializers()}
+    initializers = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
     expected = {}
-    for n, hidden in enumerate(case.config.layer_sizes):
+    for n, hidden in enumerate(torch_model.config.layer_sizes):
         for name in (contract.initial_c(n), contract.initial_h(n)):
             expected[name] = [dirs, "batch", hidden]
             assert initializers[name].shape == (dirs, 1, hidden)
@@ -104,9 +110,12 @@ def test_weights_are_reordered_from_torch_ifgo_to_onnx_iofc() -> None:
     assert b[4 * hidden :: hidden].tolist() == [10 * v for v in onnx_order]  # Rb from bias_hh
 
 
-def test_builder_copies_each_direction_and_the_head(bidirectional: Case) -> None:
-    initializers = {i.name: numpy_helper.to_array(i) for i in bidirectional.proto.graph.initializer}
-    layer = bidirectional.model.layers[1]
+@pytest.mark.parametrize("architecture", ["bidirectional"])
+def test_builder_copies_each_direction_and_the_head(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
+) -> None:
+    initializers = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
+    layer = torch_model.layers[1]
     for direction, suffix in enumerate(("", "_reverse")):
         w, r, b = onnx_lstm_weights(
             *(
@@ -118,17 +127,19 @@ def test_builder_copies_each_direction_and_the_head(bidirectional: Case) -> None
         np.testing.assert_array_equal(initializers["R_1"][direction], r)
         np.testing.assert_array_equal(initializers["B_1"][direction], b)
     np.testing.assert_array_equal(
-        initializers["head_weight"], bidirectional.model.head.weight.detach().numpy()
+        initializers["head_weight"], torch_model.head.weight.detach().numpy()
     )
 
 
-def test_build_rejects_an_opset_without_lstm_layout(stacked: Case) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_build_rejects_an_opset_without_lstm_layout(torch_model: LSTMClassifier) -> None:
     with pytest.raises(ValueError, match="opset"):
-        build_onnx_model(stacked.model, opset=13)
+        build_onnx_model(torch_model, opset=13)
 
 
-def test_building_leaves_the_model_untouched(stacked: Case) -> None:
-    before = {k: v.clone() for k, v in stacked.model.state_dict().items()}
-    build_onnx_model(stacked.model)
-    after = stacked.model.state_dict()
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_building_leaves_the_model_untouched(torch_model: LSTMClassifier) -> None:
+    before = {k: v.clone() for k, v in torch_model.state_dict().items()}
+    build_onnx_model(torch_model)
+    after = torch_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

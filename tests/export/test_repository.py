@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
 
@@ -20,7 +21,7 @@ from export.repository import (
     triton_config,
     write_model,
 )
-from tests.export.helpers import Case
+from models.architectures import LSTMClassifier
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,9 @@ def _parse(text: str, schema: ModuleType) -> Any:
 
 
 def test_config_parses_with_tritons_schema_and_matches_the_graph(
-    case: Case, model_config_pb2: ModuleType
+    torch_model: LSTMClassifier, session: ort.InferenceSession, model_config_pb2: ModuleType
 ) -> None:
-    config = _parse(triton_config("my-model.v2", case.config), model_config_pb2)
+    config = _parse(triton_config("my-model.v2", torch_model.config), model_config_pb2)
     schema = model_config_pb2
     assert config.name == "my-model.v2"
     assert config.platform == "onnxruntime_onnx"
@@ -63,8 +64,8 @@ def test_config_parses_with_tritons_schema_and_matches_the_graph(
     assert config.version_policy.WhichOneof("policy_choice") == "latest"
     assert config.version_policy.latest.num_versions == 1
 
-    graph_inputs = {i.name: i for i in case.session.get_inputs()}
-    graph_outputs = {o.name: o for o in case.session.get_outputs()}
+    graph_inputs = {i.name: i for i in session.get_inputs()}
+    graph_outputs = {o.name: o for o in session.get_outputs()}
     types = {"tensor(float)": schema.TYPE_FP32, "tensor(int32)": schema.TYPE_INT32}
     # With max_batch_size > 0, Triton's dims are the graph's shape without the leading batch
     # dim (-1 for a dynamic one); a [B] scalar-per-sequence is dims [1] reshaped to [].
@@ -82,13 +83,14 @@ def test_config_parses_with_tritons_schema_and_matches_the_graph(
     assert [o.name for o in config.output] == [contract.LOGITS, contract.PROBS, contract.OUTPUTS]
 
 
+@pytest.mark.parametrize("architecture", ["stacked"])
 def test_config_takes_the_batch_size_and_rejects_bad_names(
-    stacked: Case, model_config_pb2: ModuleType
+    torch_model: LSTMClassifier, model_config_pb2: ModuleType
 ) -> None:
-    config = _parse(triton_config("m", stacked.config, max_batch_size=8), model_config_pb2)
+    config = _parse(triton_config("m", torch_model.config, max_batch_size=8), model_config_pb2)
     assert config.max_batch_size == 8
     with pytest.raises(ValueError, match="max_batch_size"):
-        triton_config("m", stacked.config, max_batch_size=0)
+        triton_config("m", torch_model.config, max_batch_size=0)
 
 
 @pytest.mark.parametrize(

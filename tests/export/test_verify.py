@@ -17,7 +17,7 @@ from export.verify import (
     create_session,
     verify_onnx,
 )
-from tests.export.helpers import FAST_VERIFY, Case
+from models.architectures import LSTMClassifier
 
 
 def _tampered(proto: onnx.ModelProto, name: str, change: float) -> onnx.ModelProto:
@@ -43,8 +43,10 @@ def _without_lengths(proto: onnx.ModelProto) -> onnx.ModelProto:
     return broken
 
 
-def test_a_faithful_export_passes_every_check(case: Case) -> None:
-    report = verify_onnx(case.proto, case.model, FAST_VERIFY)
+def test_a_faithful_export_passes_every_check(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    report = verify_onnx(onnx_model, torch_model, fast_verify)
     assert report.passed, report.format()
     names = [check.name for check in report.checks]
     expected = [
@@ -54,7 +56,7 @@ def test_a_faithful_export_passes_every_check(case: Case) -> None:
         "zeros_past_length",
         "padding_invariance",
     ]
-    if not case.config.bidirectional:
+    if not torch_model.config.bidirectional:
         expected.append("chunked_equals_whole")
     assert names == expected
     assert report.check("zeros_past_length").max_abs_error == 0.0
@@ -65,21 +67,26 @@ def test_a_faithful_export_passes_every_check(case: Case) -> None:
     assert report.provider == "CPUExecutionProvider"
 
 
-def test_parity_record_holds_the_measured_errors(stacked: Case) -> None:
-    report = verify_onnx(stacked.proto, stacked.model, FAST_VERIFY)
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_parity_record_holds_the_measured_errors(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    report = verify_onnx(onnx_model, torch_model, fast_verify)
     parity = json.loads(report.parity_json())
     assert parity["provider"] == "CPUExecutionProvider"
     assert parity["tolerance"] == 1e-5
-    assert parity["max_length"] == FAST_VERIFY.max_length
+    assert parity["max_length"] == fast_verify.max_length
     assert parity["passed"] is True
     assert parity["max_abs_error"]["ort_vs_torch"] == report.check("ort_vs_torch").max_abs_error
     assert set(parity["max_abs_error"]) == {c.name for c in report.checks} - {"contract_io"}
     assert set(parity["torch_float32_error"]) == {"ort_vs_torch", "initial_states_vs_torch"}
 
 
-def test_a_tampered_weight_fails_the_comparison_with_torch(case: Case) -> None:
-    broken = _tampered(case.proto, "W_1", 0.05)
-    report = verify_onnx(broken, case.model, FAST_VERIFY)
+def test_a_tampered_weight_fails_the_comparison_with_torch(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    broken = _tampered(onnx_model, "W_1", 0.05)
+    report = verify_onnx(broken, torch_model, fast_verify)
     assert not report.passed
     assert not report.check("ort_vs_torch").passed
     assert not report.check("initial_states_vs_torch").passed
@@ -91,20 +98,28 @@ def test_a_tampered_weight_fails_the_comparison_with_torch(case: Case) -> None:
     assert raised.value.report is report
 
 
-def test_a_tampered_head_bias_fails(stacked: Case) -> None:
-    report = verify_onnx(_tampered(stacked.proto, "head_bias", 1e-3), stacked.model, FAST_VERIFY)
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_a_tampered_head_bias_fails(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    report = verify_onnx(_tampered(onnx_model, "head_bias", 1e-3), torch_model, fast_verify)
     assert not report.check("ort_vs_torch").passed
 
 
-def test_lstm_nodes_that_ignore_lengths_fail_padding_checks(case: Case) -> None:
-    report = verify_onnx(_without_lengths(case.proto), case.model, FAST_VERIFY)
+def test_lstm_nodes_that_ignore_lengths_fail_padding_checks(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    report = verify_onnx(_without_lengths(onnx_model), torch_model, fast_verify)
     failed = {check.name for check in report.checks if not check.passed}
     assert {"ort_vs_torch", "zeros_past_length", "padding_invariance"} <= failed
 
 
-def test_wrong_io_names_fail_the_contract_check_before_anything_runs(stacked: Case) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_wrong_io_names_fail_the_contract_check_before_anything_runs(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
     broken = onnx.ModelProto()
-    broken.CopyFrom(stacked.proto)
+    broken.CopyFrom(onnx_model)
     broken.graph.output[0].name = "scores"
     for node in broken.graph.node:
         for index, name in enumerate(node.output):
@@ -113,14 +128,17 @@ def test_wrong_io_names_fail_the_contract_check_before_anything_runs(stacked: Ca
         for index, name in enumerate(node.input):
             if name == contract.LOGITS:
                 node.input[index] = "scores"
-    report = verify_onnx(broken, stacked.model, FAST_VERIFY)
+    report = verify_onnx(broken, torch_model, fast_verify)
     assert [c.name for c in report.checks] == ["contract_io"]
     assert not report.passed and "scores" in report.checks[0].detail
 
 
-def test_noise_factor_zero_holds_torch_checks_to_the_tolerance(stacked: Case) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_noise_factor_zero_holds_torch_checks_to_the_tolerance(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
+) -> None:
     settings = VerifySettings(max_length=24, num_batches=1, tolerance=3e-6, noise_factor=0)
-    report = verify_onnx(stacked.proto, stacked.model, settings)
+    report = verify_onnx(onnx_model, torch_model, settings)
     assert report.check("ort_vs_torch").limit == 3e-6
 
 
@@ -133,18 +151,22 @@ def test_settings_reject_nonsense() -> None:
     assert VerifySettings().resolved_tolerance == 1e-5
 
 
-def test_cuda_either_runs_on_cuda_or_says_it_cannot(stacked: Case) -> None:
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_cuda_either_runs_on_cuda_or_says_it_cannot(onnx_model: onnx.ModelProto) -> None:
     # Never a silent fallback to the CPU: that would record CPU numbers as CUDA parity.
     try:
-        session = create_session(stacked.proto, "cuda")
+        session = create_session(onnx_model, "cuda")
     except ProviderUnavailableError as error:
         assert "CUDAExecutionProvider" in str(error)
     else:
         assert session.get_providers()[0] == "CUDAExecutionProvider"
 
 
-def test_report_names_the_worst_output(stacked: Case) -> None:
-    report = verify_onnx(_tampered(stacked.proto, "head_bias", 1e-2), stacked.model, FAST_VERIFY)
+@pytest.mark.parametrize("architecture", ["stacked"])
+def test_report_names_the_worst_output(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto, fast_verify: VerifySettings
+) -> None:
+    report = verify_onnx(_tampered(onnx_model, "head_bias", 1e-2), torch_model, fast_verify)
     assert report.check("ort_vs_torch").detail == "worst: logits"
     error = report.check("ort_vs_torch").max_abs_error
     assert error is not None

@@ -1,4 +1,5 @@
-"""``models.data``: the ``.ts`` parser, padding, batching and the JapaneseVowels loader."""
+"""``models.data``: the ``.ts`` parser, batching and the JapaneseVowels loader (padding itself:
+``tests/padding``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from models.data import (
     find_packaged_file,
     iterate_batches,
     load_japanese_vowels,
-    pad_batch,
     parse_ts,
 )
 
@@ -114,21 +114,6 @@ def test_real_japanese_vowels():
     lengths = np.concatenate([train.lengths, test.lengths])
     assert lengths.min() == 7 and lengths.max() == 29
     assert len(set(lengths.tolist())) > 10  # really variable length
-
-
-def test_pad_batch_shapes_values_and_padding(rng):
-    sequences = [rng.standard_normal((n, 3)).astype(np.float32) for n in (4, 1, 6)]
-    batch, lengths = pad_batch(sequences, pad_value=-9.0)
-    assert batch.shape == (3, 6, 3) and batch.dtype == np.float32
-    assert lengths.dtype == np.int32
-    np.testing.assert_array_equal(lengths, [4, 1, 6])
-    for row, sequence in enumerate(sequences):
-        np.testing.assert_array_equal(batch[row, : len(sequence)], sequence)
-        assert np.all(batch[row, len(sequence) :] == -9.0)
-    wide, _ = pad_batch(sequences, max_time=8)
-    assert wide.shape == (3, 8, 3) and np.all(wide[:, 6:] == 0.0)
-    with pytest.raises(ValueError):
-        pad_batch(sequences, max_time=5)  # shorter than the longest sequence
 
 
 @settings(max_examples=40, deadline=None)

@@ -3,7 +3,7 @@ TensorFlow.
 
 A V2 checkpoint ``PREFIX`` is a "tensor bundle"::
 
-    PREFIX.index                       a table (see ``export.tf1.table``): key "" holds a
+    PREFIX.index                       a table (see ``tf1_checkpoint.table``): key "" holds a
                                        BundleHeaderProto, every other key a variable's name and
                                        its BundleEntryProto
     PREFIX.data-00000-of-0000N ...     raw little-endian tensor bytes, one file per shard
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.tf1.crc32c import crc32c, unmask
-from export.tf1.errors import (
+from tf1_checkpoint.crc32c import crc32c, unmask
+from tf1_checkpoint.errors import (
     CheckpointNotFoundError,
     ChecksumError,
     CorruptCheckpointError,
@@ -41,8 +41,8 @@ from export.tf1.errors import (
     UnsupportedDTypeError,
     VariableNotFoundError,
 )
-from export.tf1.table import FOOTER_SIZE, TABLE_MAGIC, read_table
-from export.tf1.wire import as_int64, expect_bytes, expect_int, iter_fields
+from tf1_checkpoint.table import FOOTER_SIZE, TABLE_MAGIC, read_table
+from tf1_checkpoint.wire import as_int64, expect_bytes, expect_int, iter_fields
 
 logger = logging.getLogger(__name__)
 

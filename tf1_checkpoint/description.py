@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.tf1.errors import DescriptionError
+from tf1_checkpoint.errors import DescriptionError
 
 CELL_TYPES = {"BasicLSTMCell": "basic_lstm_cell", "LSTMCell": "lstm_cell"}
 """Supported cell classes and the variable scope TF gives them by default."""

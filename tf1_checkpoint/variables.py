@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from export.tf1.checkpoint import TFCheckpoint
+from tf1_checkpoint.checkpoint import TFCheckpoint
 
 _SLOT = re.compile(
     r"^(Adam|Momentum|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad|Nadam|AMSGrad"

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import struct
 
-from export.tf1.crc32c import crc32c, unmask
-from export.tf1.errors import ChecksumError, CorruptCheckpointError, UnsupportedCheckpointError
-from export.tf1.wire import read_varint
+from tf1_checkpoint.crc32c import crc32c, unmask
+from tf1_checkpoint.errors import ChecksumError, CorruptCheckpointError, UnsupportedCheckpointError
+from tf1_checkpoint.wire import read_varint
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # two BlockHandles padded to 40 bytes, plus the 8-byte magic

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from export.tf1.crc32c import crc32c, mask
+from tf1_checkpoint.crc32c import crc32c, mask
 
 DTYPE_ENUM = {
     "float32": 1,

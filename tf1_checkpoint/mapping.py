@@ -30,18 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from export.tf1.checkpoint import TFCheckpoint
-from export.tf1.description import (
+from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from tf1_checkpoint.checkpoint import TFCheckpoint
+from tf1_checkpoint.description import (
     CELL_TYPES,
     DIRECTIONS,
     CellDescription,
     ModelDescription,
     load_description,
 )
-from export.tf1.errors import MappingError
-from export.tf1.guess import guess_description
-from export.tf1.variables import WEIGHT_NAMES, find_dense_pairs, model_variables
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from tf1_checkpoint.errors import MappingError
+from tf1_checkpoint.guess import guess_description
+from tf1_checkpoint.variables import WEIGHT_NAMES, find_dense_pairs, model_variables
 
 logger = logging.getLogger(__name__)
 

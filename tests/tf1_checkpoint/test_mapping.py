@@ -1,4 +1,4 @@
-"""``export.tf1.mapping``: the shipped TF 1.x checkpoints become ``LSTMClassifier``s that
+"""``tf1_checkpoint.mapping``: the shipped TF 1.x checkpoints become ``LSTMClassifier``s that
 reproduce TensorFlow's recorded outputs and test accuracy; what cannot map is refused."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.tf1 import (
+from models.architectures import LSTMClassifier, LSTMClassifierConfig, reference_forward
+from models.data import load_japanese_vowels
+from padding import pad_sequences
+from tf1_checkpoint import (
     DescriptionError,
     MappingError,
     TFCheckpoint,
@@ -22,8 +25,6 @@ from export.tf1 import (
     load_description,
     map_variables,
 )
-from models.architectures import LSTMClassifier, LSTMClassifierConfig, reference_forward
-from models.data import load_japanese_vowels, pad_batch
 
 from .bundle_writer import write_bundle
 from .shipped import DATA_DIR, load_expected, load_manifest
@@ -86,7 +87,7 @@ def test_reaches_recorded_test_accuracy(model_name: str) -> None:
     manifest = load_manifest(model_name)
     model = _shipped_model(model_name)
     assert model.config.labels == test.labels == tuple(manifest["labels"])
-    inputs, lengths = pad_batch(test.sequences)
+    inputs, lengths = pad_sequences(test.sequences)
     with torch.no_grad():
         logits = model(torch.from_numpy(inputs), torch.from_numpy(lengths)).logits
     correct = int((logits.argmax(1).numpy() == test.targets).sum())

@@ -1,4 +1,4 @@
-"""``export.tf1.checkpoint``: TF checkpoint V2 read without TensorFlow, CRCs checked, and every
+"""``tf1_checkpoint.checkpoint``: TF checkpoint V2 read without TensorFlow, CRCs checked, and every
 unsupported or damaged input refused with its own error."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.tf1 import (
+from tf1_checkpoint import (
     CheckpointNotFoundError,
     ChecksumError,
     CorruptCheckpointError,
@@ -25,8 +25,8 @@ from export.tf1 import (
     build_model,
     resolve_prefix,
 )
-from export.tf1.crc32c import crc32c, mask, unmask
-from export.tf1.table import read_table
+from tf1_checkpoint.crc32c import crc32c, mask, unmask
+from tf1_checkpoint.table import read_table
 
 from .bundle_writer import build_table, encode_entry, field_bytes, varint, write_bundle
 from .shipped import DATA_DIR, load_manifest
@@ -96,12 +96,12 @@ def test_variables_match_manifest(model_name: str) -> None:
 def test_import_loads_neither_tensorflow_nor_protobuf() -> None:
     code = (
         "import sys\n"
-        "from export.tf1 import TFCheckpoint, list_variables\n"
+        "from tf1_checkpoint import TFCheckpoint, list_variables\n"
         f"folder = {str(DATA_DIR / 'bidi_lstm')!r}\n"
         "list_variables(TFCheckpoint(folder))\n"
         "TFCheckpoint(folder).read_all()\n"
         "print('torch' in sys.modules)\n"
-        "from export.tf1 import build_model\n"
+        "from tf1_checkpoint import build_model\n"
         "build_model(folder, folder + '/manifest.json')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'google')))\n"
     )

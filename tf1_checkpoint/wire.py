@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from export.tf1.errors import CorruptCheckpointError
+from tf1_checkpoint.errors import CorruptCheckpointError
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 

@@ -1,5 +1,5 @@
 """Guess a description from a checkpoint's variable names, for checkpoints saved with TF's
-default scopes (see ``export.tf1.mapping``) or any scope whose last part contains "lstm".
+default scopes (see ``tf1_checkpoint.mapping``) or any scope whose last part contains "lstm".
 
 What names cannot tell is defaulted and said in ``ModelDescription.notes``: ``forget_bias``
 (assumed 1.0) and the label names.
@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from export.tf1.checkpoint import TFCheckpoint
-from export.tf1.description import DIRECTIONS, CellDescription, ModelDescription
-from export.tf1.errors import MappingError
-from export.tf1.variables import WEIGHT_NAMES, find_dense_pairs, model_variables
+from tf1_checkpoint.checkpoint import TFCheckpoint
+from tf1_checkpoint.description import DIRECTIONS, CellDescription, ModelDescription
+from tf1_checkpoint.errors import MappingError
+from tf1_checkpoint.variables import WEIGHT_NAMES, find_dense_pairs, model_variables
 
 _LSTM_KERNEL = re.compile(r"^(?P<scope>(?:.*/)?[^/]*lstm[^/]*)/(?:kernel|weights)$", re.IGNORECASE)
 _CELL_INDEX = re.compile(r"^cell_(\d+)$")

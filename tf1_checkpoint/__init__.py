@@ -1,11 +1,19 @@
 """Import TensorFlow 1.x LSTM classifiers from their checkpoints, without TensorFlow.
 
+The importer beside ``export/`` (the exporter): a TF 1.x checkpoint comes in, an
+``LSTMClassifier`` of ``models`` comes out, and ``python -m export.from_tf`` exports it like any
+other model. Imports point one way: ``export.from_tf`` → ``tf1_checkpoint`` → ``models``.
+Modules: ``checkpoint`` (the V2 bundle: ``.index`` table and ``.data`` shards), ``table``,
+``wire`` and ``crc32c`` (its formats), ``variables`` (listing), ``description`` (how the
+variables form a model, JSON), ``guess`` (a description from the names), ``mapping`` (the
+weights onto ``LSTMClassifier``), ``errors``.
+
 ``TFCheckpoint`` reads a V2 checkpoint (``PREFIX.index`` + ``PREFIX.data-*``); a description
 (``ModelDescription``, JSON) says how its variables form an ``LSTMClassifier``;
 ``build_model`` puts the two together (it imports torch; the rest needs only numpy). All
 failures raise ``TF1ImportError`` subclasses. Typical use::
 
-    from export.tf1 import build_model
+    from tf1_checkpoint import build_model
     folder = "tests/data/tf1/bidi_lstm"
     model = build_model(folder, f"{folder}/manifest.json")  # or no description: guessed
 """
@@ -15,14 +23,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from export.tf1.checkpoint import TensorEntry, TFCheckpoint, resolve_prefix
-from export.tf1.description import (
+from tf1_checkpoint.checkpoint import TensorEntry, TFCheckpoint, resolve_prefix
+from tf1_checkpoint.description import (
     CellDescription,
     ModelDescription,
     load_description,
     parse_description,
 )
-from export.tf1.errors import (
+from tf1_checkpoint.errors import (
     CheckpointNotFoundError,
     ChecksumError,
     CorruptCheckpointError,
@@ -34,14 +42,14 @@ from export.tf1.errors import (
     UnsupportedDTypeError,
     VariableNotFoundError,
 )
-from export.tf1.guess import guess_description
-from export.tf1.variables import VariableInfo, format_variables, list_variables
+from tf1_checkpoint.guess import guess_description
+from tf1_checkpoint.variables import VariableInfo, format_variables, list_variables
 
 if TYPE_CHECKING:
-    from export.tf1.mapping import MappedWeights, build_model, map_variables
+    from tf1_checkpoint.mapping import MappedWeights, build_model, map_variables
 
 # Reading a checkpoint needs numpy only; building the model needs torch, loaded on first use.
-_LAZY = dict.fromkeys(("MappedWeights", "build_model", "map_variables"), "export.tf1.mapping")
+_LAZY = dict.fromkeys(("MappedWeights", "build_model", "map_variables"), "tf1_checkpoint.mapping")
 
 __all__ = [
     "CellDescription",
@@ -74,4 +82,4 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'export.tf1' has no attribute {name!r}")
+    raise AttributeError(f"module 'tf1_checkpoint' has no attribute {name!r}")
