@@ -1,6 +1,6 @@
-"""``python -m bench``: see ``bench.run``."""
+"""``python -m bench``: the benchmark suite (``bench.cli``)."""
 
-from bench.run import main
+from bench.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,10 +2,12 @@
 batches of a fixed sample of sequences, with no HTTP, no queue and no copies but padding.
 
 Shapes: a sample of ``N`` sequences ``(L_i, F)``; a batch ``(B, T, F)`` zero padded to its
-longest ``T``. Batches are cut in two ways:
+longest ``T``. Batches are cut in three ways:
 
 * ``arrival``: consecutive sequences of the sample (what first-come batching would run);
-* ``sorted``: the sample sorted by length, then cut (what length-aware batching aims at).
+* ``sorted``: the sample sorted by length, then cut (what length-aware batching aims at);
+* ``batcher``: as the service's batching policy (``batch_policy``, from ``service.settings``)
+  cuts them with a given number of sequences waiting.
 
 ORT runs in the service's CPU configuration: one session, one intra-op thread per run, and as
 many runs in parallel as the service runs batches (``ort_{P}x1``), and also as one run at a
@@ -16,6 +18,7 @@ per second over whole passes of the sample, repeated for at least ``seconds`` af
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -27,6 +30,13 @@ from typing import Any
 import numpy as np
 
 from bench.cpu import MachineCpu
+from bench.records import CeilingCell, CeilingRow, Ceilings, CeilingSample, SingleSequence
+from bench.sessions import Provider, ort_session
+from padding import pad_sequences
+from service.batching.formation import BatchPolicy, select_batch
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[np.ndarray, np.ndarray]  # (B, T, F) float32, (B,) int32
 ORDERS = ("arrival", "sorted")
@@ -41,14 +51,6 @@ def sample_sequences(
     return [rng.standard_normal((int(n), features), dtype=np.float32) for n in lengths]
 
 
-def pad(sequences: Sequence[np.ndarray]) -> Batch:
-    lengths = np.array([len(s) for s in sequences], dtype=np.int32)
-    batch = np.zeros((len(sequences), int(lengths.max()), sequences[0].shape[1]), np.float32)
-    for b, sequence in enumerate(sequences):
-        batch[b, : len(sequence)] = sequence
-    return batch, lengths
-
-
 def cut(sequences: Sequence[np.ndarray], batch_size: int, order: str) -> list[Batch]:
     """The sample as padded batches of ``batch_size``, in ``arrival`` or ``sorted`` order."""
     if order == "sorted":
@@ -58,31 +60,34 @@ def cut(sequences: Sequence[np.ndarray], batch_size: int, order: str) -> list[Ba
     else:
         raise ValueError(f"order must be 'arrival' or 'sorted', got {order!r}")
     return [
-        pad([sequences[k] for k in index[start : start + batch_size]])
+        pad_sequences([sequences[k] for k in index[start : start + batch_size]])
         for start in range(0, len(index), batch_size)
     ]
 
 
+def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
+    """The policy the service's batcher runs with under ``settings`` (``service.registry``
+    builds the same one), on a GPU or on the CPU."""
+    return BatchPolicy(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
+    )
+
+
 def batcher_batches(
-    sequences: Sequence[np.ndarray],
-    waiting: int,
-    max_batch_size: int = 64,
-    max_batch_tokens: int = 16384,
-    padding_efficiency_target: float = 0.85,
+    sequences: Sequence[np.ndarray], waiting: int, policy: BatchPolicy
 ) -> list[Batch]:
     """The sample as the service's batcher would cut it with ``waiting`` sequences queued:
-    ``service.batching.formation.select_batch`` anchored on the oldest, each chosen sequence
-    replaced by the next of the sample (a closed loop of ``waiting`` clients). Defaults are the
-    service's CPU policy."""
-    from service.batching.formation import BatchPolicy, select_batch
-
-    policy = BatchPolicy(max_batch_size, max_batch_tokens, padding_efficiency_target)
+    ``service.batching.formation.select_batch`` under ``policy`` anchored on the oldest, each
+    chosen sequence replaced by the next of the sample (a closed loop of ``waiting``
+    clients)."""
     pending = list(range(min(waiting, len(sequences))))
     following = len(pending)
     batches = []
     while pending:
         chosen = select_batch([len(sequences[k]) for k in pending], 0, policy).indices
-        batches.append(pad([sequences[pending[i]] for i in chosen]))
+        batches.append(pad_sequences([sequences[pending[i]] for i in chosen]))
         taken = set(chosen)
         pending = [k for i, k in enumerate(pending) if i not in taken]
         refill = min(len(chosen), len(sequences) - following)
@@ -95,24 +100,6 @@ def padding_efficiency(batches: Sequence[Batch]) -> float:
     real = sum(int(lengths.sum()) for _, lengths in batches)
     padded = sum(int(inputs.shape[0] * inputs.shape[1]) for inputs, _ in batches)
     return real / padded
-
-
-def ort_session(model_file: Path, intra_op_threads: int, provider: str = "cpu") -> Any:
-    """A session with the service's options (all graph optimisations, no spinning; on CUDA,
-    FP32 with TF32 off)."""
-    import onnxruntime as ort
-
-    from service.runtime.providers import CUDA, CUDA_OPTIONS
-    from service.runtime.session import session_options
-
-    options = session_options(intra_op_threads)
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if provider == "cuda":
-        providers.insert(0, (CUDA, CUDA_OPTIONS))
-    session = ort.InferenceSession(str(model_file), options, providers=providers)
-    if provider == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise RuntimeError("the CUDA provider did not load")
-    return session
 
 
 def _throughput(
@@ -172,7 +159,7 @@ def torch_throughput(
 
 def single_sequence_latency_ms(
     session: Any, sequences: Sequence[np.ndarray], seconds: float
-) -> dict[str, float]:
+) -> SingleSequence:
     """One sequence per run, one run at a time: median and mean milliseconds per run."""
     times: list[float] = []
     started = time.perf_counter()
@@ -188,21 +175,20 @@ def single_sequence_latency_ms(
         session.run(["probs"], {"inputs": inputs, "lengths": lengths})
         times.append(1000.0 * (time.perf_counter() - begin))
         k += 1
-    return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "runs": k}
+    return SingleSequence(statistics.median(times), statistics.fmean(times), k)
 
 
-def _row_line(row: dict[str, Any], only: str = "ort") -> str:
+def _row_line(row: CeilingRow, only: str = "ort") -> str:
     rates = "  ".join(
-        f"{k.removesuffix('_seq_per_s')} {v:,.0f}"
-        for k, v in row.items()
-        if k.endswith("_seq_per_s") and k.startswith(only)
+        f"{runner} {rate:,.0f}" for runner, rate in row.seq_per_s.items() if runner.startswith(only)
     )
-    where = f"  batch {row['batch']!s:>4} {row['order']:<8}"
-    return f"{where} pad eff {row['padding_efficiency']:.3f}  {rates} seq/s"
+    where = f"  batch {row.batch!s:>4} {row.order:<8}"
+    return f"{where} pad eff {row.padding_efficiency:.3f}  {rates} seq/s"
 
 
 def measure_ceilings(
     model_file: Path,
+    *,
     checkpoint: Path | None,
     features: int,
     batch_sizes: Sequence[int],
@@ -211,12 +197,13 @@ def measure_ceilings(
     high: int,
     seconds: float,
     parallel: int,
-    log: Callable[[str], None] = print,
+    policy: BatchPolicy,
     batcher_waiting: Sequence[int] = (),
-    provider: str = "cpu",
-) -> dict[str, Any]:
-    """Every in-process figure: ORT parallel/threads and torch, per batch size and order, with
-    the CPU that other processes used meanwhile (``other_cpu_cores``)."""
+    provider: Provider = "cpu",
+) -> Ceilings:
+    """Every in-process figure: ORT parallel/threads and torch (when ``checkpoint`` is given),
+    per batch size and order, and on the batches ``policy`` cuts with each of
+    ``batcher_waiting`` sequences waiting; with the CPU that other processes used meanwhile."""
     meter = MachineCpu()
     meter.start()
     started = time.perf_counter()
@@ -228,28 +215,18 @@ def measure_ceilings(
         (b, order, cut(sequences, b, order)) for b in batch_sizes for order in ORDERS
     ]
     for waiting in batcher_waiting:
-        # The service's batching policy for this provider (service.settings).
-        formed = batcher_batches(
-            sequences, waiting, padding_efficiency_target=0.5 if provider == "cuda" else 0.85
-        )
+        formed = batcher_batches(sequences, waiting, policy)
         mean = sum(len(n) for _, n in formed) / len(formed)
         cells.append((f"batcher ({mean:.1f})", f"{waiting} waiting", formed))
-    rows: list[dict[str, Any]] = []
+    rows: list[CeilingRow] = []
     for batch_size, order, batches in cells:  # ORT first: torch stays unloaded meanwhile
-        rows.append(
-            {
-                "batch": batch_size,
-                "order": order,
-                "padding_efficiency": padding_efficiency(batches),
-                f"ort_{parallel}x1_seq_per_s": ort_throughput(
-                    one_thread, batches, parallel, seconds
-                )["seq_per_s"],
-                f"ort_1x{cores}_seq_per_s": ort_throughput(all_threads, batches, 1, seconds)[
-                    "seq_per_s"
-                ],
-            }
-        )
-        log(_row_line(rows[-1]))
+        in_parallel = ort_throughput(one_thread, batches, parallel, seconds)
+        one_at_a_time = ort_throughput(all_threads, batches, 1, seconds)
+        row = CeilingRow(batch_size, order, padding_efficiency(batches))
+        row.seq_per_s[f"ort_{parallel}x1"] = in_parallel["seq_per_s"]
+        row.seq_per_s[f"ort_1x{cores}"] = one_at_a_time["seq_per_s"]
+        rows.append(row)
+        log.info(_row_line(row))
     single = single_sequence_latency_ms(one_thread, sequences, min(seconds, 2.0))
     if checkpoint is not None:
         import torch
@@ -259,25 +236,23 @@ def measure_ceilings(
         torch.set_num_threads(1)
         model, _ = load_checkpoint(checkpoint)
         for row, (_, _, batches) in zip(rows, cells, strict=True):
-            row[f"torch_eager_{parallel}x1_seq_per_s"] = torch_throughput(
+            row.seq_per_s[f"torch_eager_{parallel}x1"] = torch_throughput(
                 model, batches, parallel, seconds
             )["seq_per_s"]
-            log(_row_line(row, only="torch"))
-    best = max(rows, key=lambda r: max(v for k, v in r.items() if k.startswith("ort_")))
-    best_value = max(v for k, v in best.items() if k.startswith("ort_"))
+            log.info(_row_line(row, only="torch"))
+    best = max(rows, key=lambda r: r.best_ort_seq_per_s)
     elapsed = time.perf_counter() - started
     busy = meter.busy_cores()
-    batcher_rows = [r for r in rows if str(r["batch"]).startswith("batcher")]
-    return {
-        "ort_at_batcher_batches": {
-            r["order"]: max(v for k, v in r.items() if k.startswith("ort_")) for r in batcher_rows
+    return Ceilings(
+        ort_at_batcher_batches={
+            r.order: r.best_ort_seq_per_s for r in rows if str(r.batch).startswith("batcher")
         },
-        "other_cpu_cores": None if busy is None else max(0.0, busy - meter.own_cores(elapsed)),
-        "sample": {"sequences": sample, "lengths": f"U[{low},{high}]", "features": features},
-        "cores": cores,
-        "parallel_runs": parallel,
-        "rows": rows,
-        "ort_best_seq_per_s": best_value,
-        "ort_best_at": {"batch": best["batch"], "order": best["order"]},
-        "single_sequence": single,
-    }
+        other_cpu_cores=None if busy is None else max(0.0, busy - meter.own_cores(elapsed)),
+        sample=CeilingSample(sample, f"U[{low},{high}]", features),
+        cores=cores,
+        parallel_runs=parallel,
+        rows=rows,
+        ort_best_seq_per_s=best.best_ort_seq_per_s,
+        ort_best_at=CeilingCell(best.batch, best.order),
+        single_sequence=single,
+    )

@@ -3,11 +3,13 @@ cuDNN vs ORT CUDA timings, and the service's answers on the CUDA provider agains
 ORT on the CPU. Load on the server is measured by ``python -m bench --provider cuda`` (see
 ``bench/gpu_session.sh``).
 
-    python bench/gpu_check.py --repository model_repository --checkpoints artifacts/checkpoints \
+    python -m bench.gpu_check --repository model_repository --checkpoints artifacts/checkpoints \
         --out results/gpu.json
 
 Lengths are uniform in [10, 200] with garbage (1e3) in the padding; timings are medians and
-include host-to-device copies. Prints a report and writes every figure as JSON.
+include host-to-device copies. Prints a report and writes every figure as JSON. The torch
+reference and the ONNX Runtime runs are ``export.reference``'s, the padding ``padding``'s: the
+same as every export's verification.
 """
 
 from __future__ import annotations
@@ -15,10 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,47 +27,26 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.servers import RunningServer
+from bench.sessions import Provider, ort_session
+from export.reference import onnx_outputs, torch_outputs
+from models.checkpoint import load_checkpoint
+from padding import pad_sequences
 
-from models.checkpoint import load_checkpoint  # noqa: E402
-
-CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-
-
-def make_batch(rng: np.random.Generator, n: int, features: int, lo: int = 10, hi: int = 200):
-    lengths = rng.integers(lo, hi + 1, size=n).astype(np.int32)
-    inputs = np.full((n, int(lengths.max()), features), 1e3, dtype=np.float32)
-    for b, length in enumerate(lengths):
-        inputs[b, :length] = rng.standard_normal((length, features))
-    return inputs, lengths
+ORT_THREADS = 0
+"""Intra-op threads of every session here: ORT's default (one per physical core), as these
+checks have always measured; the service itself runs CUDA sessions with 1."""
 
 
-def session(path: Path, provider: str, tf32: bool = False) -> ort.InferenceSession:
-    """The service's settings: FP32 on CUDA (TF32 off) unless ``tf32``."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    cuda = (CUDA, {"use_tf32": "1" if tf32 else "0"})
-    providers = [cuda, CPU] if provider == CUDA else [CPU]
-    return ort.InferenceSession(str(path), options, providers=providers)
-
-
-def run_ort(sess: ort.InferenceSession, inputs: np.ndarray, lengths: np.ndarray) -> dict:
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {"inputs": inputs, "lengths": lengths}), strict=True))
-
-
-def torch_outputs(model: Any, inputs: np.ndarray, lengths: np.ndarray) -> dict:
-    with torch.no_grad():
-        out = model(torch.from_numpy(inputs).double(), torch.from_numpy(lengths))
-    result = {
-        "logits": out.logits.numpy(),
-        "probs": out.probs.numpy(),
-        "outputs": out.outputs.numpy(),
-    }
-    for n, state in enumerate(out.states):
-        result[f"final_c_{n}"], result[f"final_h_{n}"] = state.c.numpy(), state.h.numpy()
-    return result
+def make_batch(
+    rng: np.random.Generator, n: int, features: int, lo: int = 10, hi: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sequences of lengths uniform in ``[lo, hi]`` as ``(B, T, F)`` float32 with 1e3 in
+    the padding, and their lengths ``(B,)`` int32."""
+    lengths = rng.integers(lo, hi + 1, size=n)
+    return pad_sequences(
+        [rng.standard_normal((length, features)) for length in lengths], pad_value=1e3
+    )
 
 
 def max_errors(a: dict, b: dict, lengths: np.ndarray) -> dict[str, float]:
@@ -81,31 +59,36 @@ def max_errors(a: dict, b: dict, lengths: np.ndarray) -> dict[str, float]:
     return errors
 
 
-def parity(name: str, model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dict:
+def parity(
+    name: str, model_path: Path, checkpoint: Path, rng: np.random.Generator, provider: Provider
+) -> dict:
+    """Torch (float64) vs ORT on ``provider`` (FP32 and TF32) and on the CPU; with ``provider``
+    ``cpu`` (the dry run) the "cuda" figures are the CPU's."""
     model, _ = load_checkpoint(checkpoint)
     model = model.double()
-    cuda, cpu = session(model_path, CUDA), session(model_path, CPU)
-    tf32 = session(model_path, CUDA, tf32=True)
+    cuda = ort_session(model_path, ORT_THREADS, provider)
+    cpu = ort_session(model_path, ORT_THREADS, "cpu")
+    tf32 = ort_session(model_path, ORT_THREADS, provider, tf32=True)
     features = model.config.input_size
     report: dict[str, Any] = {"cuda_session_providers": cuda.get_providers()}
     for batch in (1, 64, 256):
         inputs, lengths = make_batch(rng, batch, features)
-        reference = torch_outputs(model, inputs, lengths)
-        on_cuda = run_ort(cuda, inputs, lengths)
-        on_cpu = run_ort(cpu, inputs, lengths)
+        reference = torch_outputs(model, inputs, lengths)  # float64: the model is .double()
+        on_cuda = onnx_outputs(cuda, inputs, lengths)
+        on_cpu = onnx_outputs(cpu, inputs, lengths)
         past = max(
             float(np.abs(on_cuda["outputs"][b, length:]).max(initial=0.0))
             for b, length in enumerate(lengths)
         )
         alone = [
-            run_ort(cuda, inputs[b : b + 1, :length], lengths[b : b + 1])
+            onnx_outputs(cuda, inputs[b : b + 1, :length], lengths[b : b + 1])
             for b, length in enumerate(lengths[:16])
         ]
         invariance = max(
             float(np.abs(alone[b]["probs"][0] - on_cuda["probs"][b]).max())
             for b in range(len(alone))
         )
-        on_tf32 = run_ort(tf32, inputs, lengths)
+        on_tf32 = onnx_outputs(tf32, inputs, lengths)
         report[f"batch_{batch}"] = {
             "cuda_vs_torch_fp64": max_errors(on_cuda, reference, lengths),
             "cuda_tf32_vs_torch_fp64": max_errors(on_tf32, reference, lengths),
@@ -130,8 +113,9 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
     model, _ = load_checkpoint(checkpoint)
     gpu_model = model.cuda().eval()
     torch.backends.cudnn.allow_tf32 = False  # the same FP32 math as ORT's sessions
-    cuda, cpu = session(model_path, CUDA), session(model_path, CPU)
-    tf32 = session(model_path, CUDA, tf32=True)
+    cuda = ort_session(model_path, ORT_THREADS, "cuda")
+    cpu = ort_session(model_path, ORT_THREADS, "cpu")
+    tf32 = ort_session(model_path, ORT_THREADS, "cuda", tf32=True)
     features = model.config.input_size
     rows = {}
     for batch in (1, 16, 64, 256, 1024):
@@ -147,50 +131,34 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
         row = {
             "torch_cudnn_seq_per_s": batch / median_seconds(torch_run, repeats),
             "ort_cuda_seq_per_s": batch
-            / median_seconds(partial(run_ort, cuda, inputs, lengths), repeats),
+            / median_seconds(partial(onnx_outputs, cuda, inputs, lengths), repeats),
             "ort_cuda_tf32_seq_per_s": batch
-            / median_seconds(partial(run_ort, tf32, inputs, lengths), repeats),
+            / median_seconds(partial(onnx_outputs, tf32, inputs, lengths), repeats),
         }
         if batch <= 256:
             row["ort_cpu_seq_per_s"] = batch / median_seconds(
-                partial(run_ort, cpu, inputs, lengths), 5
+                partial(onnx_outputs, cpu, inputs, lengths), 5
             )
         rows[str(batch)] = {k: round(v, 1) for k, v in row.items()}
     return rows
 
 
-def server_check(repository: Path, rng: np.random.Generator, provider: str) -> dict:
+def server_check(repository: Path, rng: np.random.Generator, provider: Provider) -> dict:
     import httpx
 
-    port = 8123
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model-repository", str(repository), "--port",
-         str(port), "--provider", provider, "--log-format", "text"],
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    report: dict[str, Any] = {}
+    # At the service's default log level (info), so that the log tail says what it chose.
+    server = RunningServer(
+        "service", repository, ["--log-level", "info"], ready_timeout_s=120, provider=provider
+    )
+    url = server.url
+    report: dict[str, Any] = {"startup_s": round(server.startup_s, 1)}
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("server exited")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        report["startup_s"] = round(120 - (deadline - time.monotonic()), 1)
         models = httpx.get(f"{url}/v1/models").json()["models"]
         report["providers"] = {m["name"]: m.get("provider") for m in models}
         # Results over HTTP on CUDA vs in-process ORT on the CPU.
-        cpu = session(repository / "bilstm" / "1" / "model.onnx", CPU)
+        cpu = ort_session(repository / "bilstm" / "1" / "model.onnx", ORT_THREADS, "cpu")
         inputs, lengths = make_batch(rng, 32, 12)
-        expected = run_ort(cpu, inputs, lengths)
+        expected = onnx_outputs(cpu, inputs, lengths)
         body = {
             "inputs": [
                 {"name": "inputs", "shape": list(inputs.shape), "datatype": "FP32",
@@ -214,14 +182,8 @@ def server_check(repository: Path, rng: np.random.Generator, provider: str) -> d
             and "bilstm" in line
         }  # fmt: skip
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            log, _ = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            log, _ = process.communicate()
-        report["exit_code"] = process.returncode
-        report["log_tail"] = log[-3000:]
+        report["exit_code"] = server.stop()
+        report["log_tail"] = server.log_tail(3000)
     return report
 
 
@@ -247,7 +209,8 @@ def main() -> int:
     }
     for name in ("bilstm", "lstm"):
         path = args.repository / name / "1" / "model.onnx"
-        report[f"parity_{name}"] = parity(name, path, args.checkpoints / f"{name}.pt", rng)
+        checkpoint = args.checkpoints / f"{name}.pt"
+        report[f"parity_{name}"] = parity(name, path, checkpoint, rng, args.provider)
         print(name, json.dumps(report[f"parity_{name}"], indent=1), flush=True)
     if args.provider == "cuda":
         report["timings_bilstm"] = timings(

@@ -37,13 +37,17 @@ PROVIDER = "none (HTTP ceiling: inference skipped)"
 
 
 class NullRuntime:
-    """Answers like the model (same output names and shapes) without computing anything."""
+    """Answers like the model (same output names and shapes) without computing anything.
 
-    on_gpu = False
+    ``on_gpu`` is that of the session the service would have opened, so the registry gives
+    this runtime the batching policy (``Settings.resolved_padding_efficiency``) and the
+    concurrent batches the service would run with."""
+
     provider = PROVIDER
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, on_gpu: bool = False) -> None:
         self.spec = spec
+        self.on_gpu = on_gpu
         self._width = spec.output_shapes.get("outputs", [-1, -1, 1])[-1]
         self._states = {s.output: (s.directions, s.width) for s in spec.state_inputs}
         self._probs = np.full(spec.num_classes, 1.0 / spec.num_classes, dtype=np.float32)
@@ -80,10 +84,8 @@ class NullRuntime:
 def null_runtime_factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
     """Reads the model's spec through the real loader (the contract checks run), then drops
     the session: nothing of ORT is left in the request path."""
-    spec = onnx_runtime_factory(path, name, version, settings).spec
-    runtime = NullRuntime(spec)
-    runtime.on_gpu = settings.provider == "cuda"  # the batching policy the service would use
-    return runtime
+    loaded = onnx_runtime_factory(path, name, version, settings)
+    return NullRuntime(loaded.spec, on_gpu=loaded.on_gpu)
 
 
 def main() -> None:

@@ -29,18 +29,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.runtime.providers import CUDA, CUDA_OPTIONS
-from service.runtime.session import session_options
+from bench.sessions import Provider, ort_session
+from padding import pad_sequences
+from service.runtime.repository import discover
 
 HEADER_LENGTH = "inference-header-content-length"
-
-
-def _session(path: Path, threads: int, provider: str = "cpu") -> ort.InferenceSession:
-    options = session_options(threads)  # the service's own: the baseline differs in batching only
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if provider == "cuda":  # the same FP32 CUDA session as the service's
-        providers.insert(0, (CUDA, CUDA_OPTIONS))
-    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def _json(content: Any) -> Response:
@@ -49,20 +42,19 @@ def _json(content: Any) -> Response:
 
 
 def create_naive_app(
-    model_repository: Path, intra_op_threads: int = 1, provider: str = "cpu"
+    model_repository: Path, intra_op_threads: int = 1, provider: Provider = "cpu"
 ) -> FastAPI:
-    """The baseline app over the highest version of each model in the repository."""
+    """The baseline app over the highest version of each model in the repository, found as the
+    service finds them, in sessions opened as the service opens them (the baseline differs in
+    batching only)."""
+    latest = {location.name: location.path for location in discover(model_repository)}
     sessions: dict[str, ort.InferenceSession] = {}
     labels_of: dict[str, list[str]] = {}
-    for model_dir in sorted(p for p in model_repository.iterdir() if p.is_dir()):
-        versions = sorted(
-            (v for v in model_dir.iterdir() if v.name.isdigit()), key=lambda v: int(v.name)
-        )
-        if versions and (versions[-1] / "model.onnx").is_file():
-            session = _session(versions[-1] / "model.onnx", intra_op_threads, provider)
-            sessions[model_dir.name] = session
-            meta = session.get_modelmeta().custom_metadata_map
-            labels_of[model_dir.name] = [str(x) for x in json.loads(meta.get("labels", "[]"))]
+    for name, path in latest.items():  # discover sorts each model's versions: the last wins
+        session = ort_session(path, intra_op_threads, provider)
+        sessions[name] = session
+        meta = session.get_modelmeta().custom_metadata_map
+        labels_of[name] = [str(x) for x in json.loads(meta.get("labels", "[]"))]
     app = FastAPI(title="naive baseline (one ORT call per request)")
 
     def session_of(name: str) -> ort.InferenceSession:
@@ -102,10 +94,7 @@ def create_naive_app(
         session = session_of(name)
         body = orjson.loads(await request.body())
         sequences = [np.asarray(s, dtype=np.float32) for s in body["sequences"]]
-        lengths = np.array([len(s) for s in sequences], dtype=np.int32)
-        inputs = np.zeros((len(sequences), int(lengths.max()), sequences[0].shape[1]), np.float32)
-        for b, sequence in enumerate(sequences):
-            inputs[b, : len(sequence)] = sequence
+        inputs, lengths = pad_sequences(sequences)
         probs = await run_in_threadpool(run, session, inputs, lengths)
         labels = labels_of[name]
         results = [
