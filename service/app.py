@@ -110,7 +110,7 @@ def create_app(
             raise RuntimeError(
                 f"no model can serve from {settings.model_repository}: {errors or 'none found'}"
             )
-        app.state.context = AppContext(settings, registry, metrics)
+        app.state.context = ctx = AppContext(settings, registry, metrics)
         log.info(
             "ready" if registry.ready else "started, but not every model is ready",
             extra={
@@ -125,6 +125,7 @@ def create_app(
             # what the batchers still hold belongs to no waiting client: a short grace suffices.
             log.info("draining", extra={"drain_timeout_s": settings.drain_timeout_s})
             await registry.close(min(settings.drain_timeout_s, BATCHER_CLOSE_S))
+            ctx.offload.close()  # the codec processes: no request is left to decode for
             app.state.context = None
             log.info("stopped")
 

@@ -45,6 +45,13 @@ class InvalidInput(ServiceError):
     error_type = "invalid_input"
 
 
+class ResponseTooLarge(InvalidInput):
+    """The request asks for a larger answer than ``max_response_bytes`` (estimated before any
+    compute from the sequences, their lengths and the outputs asked for)."""
+
+    error_type = "response_too_large"
+
+
 class Overloaded(ServiceError):
     """The model's queue is full; the client should retry later."""
 

@@ -1,14 +1,17 @@
-"""Structured logging: one JSON object per line (or plain text for people)."""
+"""Logging: plain text for people on a terminal, one JSON object per line otherwise (a log
+collector reads those), unless the format is set."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes of every record, not extras. uvicorn adds ``color_message`` (its message with ANSI
+# colour codes) to its own records: the plain ``message`` already says it.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,9 +37,18 @@ class TextFormatter(logging.Formatter):
         return line + ("  " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else "")
 
 
+def resolved_format(fmt: str, stream: TextIO) -> str:
+    """``auto``: text when ``stream`` is a terminal (a person reads it), else JSON."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
 def configure_logging(level: str, fmt: str) -> None:
+    """Log to stderr at ``level`` in ``fmt`` (``auto``, ``json`` or ``text``)."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if resolved_format(fmt, sys.stderr) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

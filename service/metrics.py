@@ -1,10 +1,20 @@
 """Prometheus metrics, on a registry owned by the app (so several apps in one process, as in the
 tests, never share counters). With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set
-before start), every worker writes its values there and ``/metrics`` sums them."""
+before start), every worker writes its values there and ``/metrics`` sums them.
+
+A worker that dies without cleaning up (``kill -9``, the OOM killer) leaves its files behind.
+Its counters must stay (they are totals), but its ``live*`` gauges (queue depth, readiness)
+must go, or a dead worker's last queue depth is summed forever: the supervisor forgets each
+worker it reaps (``forget_process``), and ``/metrics`` also forgets any process that no longer
+runs, for deaths no supervisor reported (another process manager, a directory reused after a
+crash).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -94,15 +104,66 @@ class ServiceMetrics:
         )
 
     def render(self) -> bytes:
-        """The exposition text: this process's registry, or every worker's values summed."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        """The exposition text: this process's registry, or every live worker's values summed."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            forget_dead_processes(directory)
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry, path=directory)
             return generate_latest(registry)
         return generate_latest(self.registry)
 
     def observer(self, model: str, version: str) -> BatchMetricsObserver:
         return BatchMetricsObserver(self, model, version)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def forget_process(pid: int, directory: str | None = None) -> None:
+    """Drop the ``live*`` gauge files of a process that has exited (prometheus_client's
+    ``mark_process_dead``, safe when several workers do it at once)."""
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(directory):
+            match = _LIVE_GAUGE_FILE.fullmatch(name)
+            if match and int(match[1]) == pid:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(directory, name))
+
+
+def forget_dead_processes(directory: str) -> list[int]:
+    """Forget every process with ``live*`` gauge files that no longer runs; their pids."""
+    pids = {
+        int(match[1])
+        for match in map(_LIVE_GAUGE_FILE.fullmatch, os.listdir(directory))
+        if match is not None
+    }
+    dead = sorted(pid for pid in pids if not process_running(pid))
+    for pid in dead:
+        forget_process(pid, directory)
+    return dead
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (an exited, unreaped zombie has)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; keep its gauges rather than erase those of a live process
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read()
+    except OSError:
+        return True  # no /proc (macOS): existence is all we can tell
+    state = fields[fields.rindex(b")") + 2 : fields.rindex(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 class BatchMetricsObserver:

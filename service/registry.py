@@ -44,7 +44,15 @@ RuntimeFactory = Callable[[Path, str, str, Settings], LoadedRuntime]
 def onnx_runtime_factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
     # Thread count matters only for the CPU provider (or a CPU fallback).
     threads = settings.resolved_intra_op_threads(on_gpu=False)
-    return ModelRuntime(path, name, version, settings.provider, threads, settings.cuda_device_id)
+    return ModelRuntime(
+        path,
+        name,
+        version,
+        settings.provider,
+        threads,
+        settings.cuda_device_id,
+        cpu_mem_arena=settings.ort_cpu_mem_arena,
+    )
 
 
 @dataclass(eq=False)

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     """The GPU to run on (one replica per GPU on a multi-GPU machine)."""
     ort_intra_op_threads: int = Field(0, ge=0)
     """Threads per ONNX Runtime run on the CPU provider; 0 = cores / concurrent batches."""
+    ort_cpu_mem_arena: bool = True
+    """ONNX Runtime's CPU memory arena: it keeps what the largest batches needed (rounded up to
+    a power of two) for reuse, so memory stays at its high-water mark after a burst. Off,
+    each run allocates and frees: measured on 2 cores, ~20% less throughput and about the
+    same peak, but memory falls back after the burst (bench/results/cpu-arena-2026-12-01.md).
+    Turn it off when idle memory matters more than throughput (many models in one process)."""
     concurrent_batches: int = Field(0, ge=0)
     """Batches run at once per model; 0 = auto (CPU: one per core, at most 4; CUDA: 2, so the
     host prepares the next batch while the GPU runs one)."""
@@ -78,6 +84,25 @@ class Settings(BaseSettings):
     """Longest accepted sequence, in steps."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest accepted request body."""
+    max_buffered_body_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    """Most bytes of request bodies one process holds at once, while they arrive and until they
+    are decoded; a body that does not fit gets 429 with Retry-After before more of it is read.
+    max_connections alone bounds only how many bodies arrive at once (8 uploads of 30 MiB:
+    +241 MiB RSS); this bounds their bytes. At least max_body_bytes, or the largest body
+    could never be read."""
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest response a request may ask for, estimated before any compute from its sequences,
+    their lengths and the outputs asked for (17 bytes per JSON number, 4 per binary FP32):
+    over it the request gets 422 response_too_large. Per-step outputs are what grow: 256
+    sequences x 1000 steps x 256 values are 1.1 GB as JSON, 262 MB as binary."""
+    codec_processes: int = Field(1, ge=0)
+    """Worker processes that decode and encode bodies of at least codec_offload_min_bytes, so
+    the event loop keeps answering other requests meanwhile (orjson and numpy hold the GIL while
+    they parse, so a thread would not free it). 0 = everything on the event loop."""
+    codec_offload_min_bytes: int = Field(1024 * 1024, ge=0)
+    """Bodies (and estimated responses) smaller than this are decoded and encoded on the event
+    loop: up to ~20 ms of loop time each, where the hop to a codec process costs ~0.4 ms plus
+    ~2.5 ms per MB it copies (measured on 2 cores)."""
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline of a request from arrival; past it the request gets 504."""
     max_batch_run_s: float = Field(60.0, gt=0)
@@ -92,6 +117,11 @@ class Settings(BaseSettings):
     client is just reusing (measured: 68 reset requests after an overload with uvicorn's 5 s)."""
     retry_after_s: int = Field(1, ge=0)
     """Retry-After header value on 429 and 503."""
+    max_connections: int = Field(8192, ge=0)
+    """Most open connections (and requests in progress) per worker; past it uvicorn answers 503
+    at once and closes the new connection (the bytes their bodies hold are bounded by
+    max_buffered_body_bytes). The default stays above the 4,096 connections of the overload
+    soak, whose clients (and health probes) must get 429, not 503. 0 = no cap."""
 
     # -- access ---------------------------------------------------------------------------------
     api_key: SecretStr | None = None
@@ -105,8 +135,9 @@ class Settings(BaseSettings):
     # -- logs -----------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level."""
-    log_format: Literal["json", "text"] = "json"
-    """json: one structured object per line; text: for people."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """auto: text when stderr is a terminal, else json; json: one structured object per line
+    (for a log collector); text: for people."""
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> Settings:
@@ -117,6 +148,11 @@ class Settings(BaseSettings):
                 f"max_batch_tokens ({self.max_batch_tokens}) must be at least "
                 f"max_sequence_length ({self.max_sequence_length}), or the longest accepted "
                 "sequence could never run"
+            )
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes}), or the largest body could never be read"
             )
         if any(n < 1 for n in self.warmup_batch_sizes + self.warmup_lengths):
             raise ValueError("warm-up batch sizes and lengths must be positive")

@@ -25,11 +25,19 @@ CONSTRAINTS = ROOT / "constraints" / "dev.txt"
 REGENERATE = "run python3 constraints/lock.py"
 
 
-def test_every_setting_is_in_the_settings_table() -> None:
-    missing = [
-        name for name in Settings.model_fields if f"| `--{name.replace('_', '-')}` |" not in README
-    ]
-    assert not missing, f"README settings table lacks {missing}"
+def settings_table() -> str:
+    """The README's settings table as ``service.settings`` defines it: flag, default, docstring."""
+    rows = ["| flag | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = " ".join((field.description or "").split())
+        rows.append(f"| `--{name.replace('_', '-')}` | `{field.default}` | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_settings_table_is_the_settings() -> None:
+    """Every setting, with its default and docstring, exactly as the code has them (on failure,
+    paste the table printed below into the README)."""
+    assert settings_table() in README, "README settings table is stale:\n" + settings_table()
 
 
 def _readme_commands() -> tuple[str, str]:

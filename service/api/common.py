@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -17,10 +17,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from service.api.offload import CpuOffload
 from service.errors import (
     ClientClosedRequest,
     DeadlineExceeded,
     MalformedRequest,
+    Overloaded,
     PayloadTooLarge,
     ServiceError,
     Unavailable,
@@ -68,6 +70,20 @@ class AppContext:
     settings: Settings
     registry: ModelRegistry
     metrics: ServiceMetrics
+    offload: CpuOffload = field(init=False)
+    """Where large bodies are decoded and large responses encoded."""
+    bodies: BodyBudget = field(init=False)
+    """The bytes of request bodies this process holds while they arrive and are decoded."""
+
+    def __post_init__(self) -> None:
+        offload = CpuOffload(
+            self.settings.codec_processes,
+            self.settings.codec_offload_min_bytes,
+            self.settings.retry_after_s,
+        )
+        bodies = BodyBudget(self.settings.max_buffered_body_bytes, self.settings.retry_after_s)
+        object.__setattr__(self, "offload", offload)  # frozen dataclass: derived fields
+        object.__setattr__(self, "bodies", bodies)
 
 
 def context(request: Request) -> AppContext:
@@ -85,41 +101,93 @@ def json_response(
     return Response(body, status_code, dict(headers or {}), media_type="application/json")
 
 
-async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
-    """The whole body, refused with 413 as soon as it exceeds ``max_bytes``, and with 504 when
-    it has not arrived by ``deadline`` (``time.monotonic()``): a slow upload holds no
-    connection past the request's deadline."""
+class BodyBudget:
+    """Bounds the bytes of request bodies held at once: each body's bytes are reserved as they
+    arrive (all of a declared Content-Length at once) and released once it is decoded. A body
+    that does not fit gets 429 before more of it is read, so many large uploads at once cannot
+    exhaust memory (``max_connections`` alone bounds only their number)."""
+
+    def __init__(self, max_bytes: int, retry_after_s: int = 1) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+        self._retry_after = {"Retry-After": str(retry_after_s)}
+
+    def reserve(self, size: int) -> None:
+        if self.held + size > self.max_bytes:
+            raise Overloaded(
+                f"the server holds {self.held} bytes of request bodies and this one needs "
+                f"{size} more (limit {self.max_bytes}); retry later",
+                self._retry_after,
+            )
+        self.held += size
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
+R = TypeVar("R")
+
+
+async def read_and_decode(
+    request: Request,
+    ctx: AppContext,
+    deadline: float,
+    decode: Callable[..., R],
+    *args: Any,
+) -> R:
+    """Read the body (within ``max_body_bytes``, ``max_buffered_body_bytes`` and ``deadline``)
+    and return ``decode(body, *args)``, run off the event loop when the body is large."""
+    reserved = [0]  # what this request holds of the budget, released whatever happens
+    try:
+        body = await read_body(request, ctx.settings.max_body_bytes, deadline, ctx.bodies, reserved)
+        return await ctx.offload.run(len(body), deadline, decode, body, *args)
+    finally:
+        ctx.bodies.release(reserved[0])
+
+
+async def read_body(
+    request: Request,
+    max_bytes: int,
+    deadline: float,
+    budget: BodyBudget | None = None,
+    reserved: list[int] | None = None,
+) -> bytes:
+    """The whole body, refused with 413 as soon as it exceeds ``max_bytes``, with 429 when
+    ``budget`` cannot hold it (what was reserved is added to ``reserved[0]``, for the caller to
+    release), and with 504 when it has not arrived by ``deadline`` (``time.monotonic()``): a
+    slow upload holds no connection past the request's deadline."""
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            return await _read_body(request, max_bytes)
+            return await _read_body(request, max_bytes, budget, reserved if reserved else [0])
     except TimeoutError:
         raise DeadlineExceeded("the body did not arrive before the request deadline") from None
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
+async def _read_body(
+    request: Request, max_bytes: int, budget: BodyBudget | None, reserved: list[int]
+) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise MalformedRequest("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes}")
+        if budget is not None:
+            budget.reserve(int(declared))
+            reserved[0] += int(declared)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
                 raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+            if budget is not None and size > reserved[0]:  # no (or a lying) Content-Length
+                budget.reserve(size - reserved[0])
+                reserved[0] = size
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientClosedRequest("the client disconnected while sending the body") from None
     return b"".join(chunks)
-
-
-def decode_json(body: bytes, what: str = "body") -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise MalformedRequest(f"{what} is not valid JSON: {error}") from None
 
 
 def serving_model(ctx: AppContext, name: str, version: str | None) -> ServedModel:
@@ -186,20 +254,35 @@ async def run_sequences(
             future.cancel()
         if not results.done():
             results.cancel()
+        # A gather whose children were cancelled ends holding a CancelledError that nobody
+        # awaits: retrieve it, or asyncio logs "exception was never retrieved" for each.
+        results.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @asynccontextmanager
 async def observed(
     ctx: AppContext, model: str, protocol: str, arrived: float
 ) -> AsyncIterator[None]:
-    """Count the request by model, protocol and final status, and time it."""
+    """Count the request by model, protocol and final status, and time it.
+
+    A request cancelled while it runs (its task cancelled: the client's connection went, or the
+    server's drain timed out) is answered by nobody, so it counts as 499, never as 200.
+    """
     status = 200
     try:
         yield
     except ServiceError as error:
         status = error.status_code
         raise
-    except Exception:
+    except asyncio.CancelledError:  # a BaseException: ``except Exception`` never sees it
+        status = ClientClosedRequest.status_code
+        raise
+    except BaseException:
         status = 500
         raise
     finally:

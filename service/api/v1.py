@@ -1,7 +1,8 @@
 """The simple JSON API for people: ``/v1/models`` and ``/v1/models/{name}/predict``.
 
 Bodies are decoded with orjson straight into numpy (pydantic would build millions of float
-objects first); the pydantic models below document the API in the OpenAPI schema.
+objects first), by ``validation.decode_predict_request``, in a codec process when large; the
+pydantic models below document the API in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -19,28 +20,23 @@ from service.api.common import (
     METADATA_ERRORS,
     body_schema,
     context,
-    decode_json,
     json_response,
     observed,
-    read_body,
+    read_and_decode,
     run_sequences,
     serving_model,
 )
-from service.api.validation import Limits, parse_json_initial_states, parse_json_sequences
-from service.errors import InvalidInput
+from service.api.validation import (
+    DEFAULT_RETURN,
+    RequestRules,
+    decode_predict_request,
+    encode_json,
+)
 from service.registry import ServedModel
 
 router = APIRouter(prefix="/v1", tags=["simple JSON API"])
 
 ReturnField = Literal["label", "probabilities", "logits", "outputs", "final_state"]
-DEFAULT_RETURN: tuple[ReturnField, ...] = ("label", "probabilities")
-_ONNX_OUTPUTS_FOR: dict[str, tuple[str, ...]] = {
-    "label": ("probs",),
-    "probabilities": ("probs",),
-    "logits": ("logits",),
-    "outputs": ("outputs",),
-    "final_state": (),  # filled per model: every final_c_n / final_h_n
-}
 
 
 class LayerState(BaseModel):
@@ -56,7 +52,7 @@ class PredictRequest(BaseModel):
         examples=[[[[0.1] * 12] * 3, [[0.2] * 12] * 5]],
     )
     return_: list[ReturnField] = Field(
-        default=list(DEFAULT_RETURN),
+        default=list(DEFAULT_RETURN),  # type: ignore[arg-type]
         alias="return",
         description="What to return per sequence.",
     )
@@ -125,19 +121,6 @@ async def get_model(request: Request, name: Annotated[str, Path()]) -> Response:
     return json_response(model_summary(context(request).registry.get(name)))
 
 
-def _wanted(raw: Any) -> tuple[ReturnField, ...]:
-    if raw is None:
-        return DEFAULT_RETURN
-    allowed = set(_ONNX_OUTPUTS_FOR)
-    if (
-        not isinstance(raw, list)
-        or not raw
-        or not all(isinstance(r, str) and r in allowed for r in raw)
-    ):
-        raise InvalidInput(f"'return' must be a non-empty list drawn from {sorted(allowed)}")
-    return tuple(raw)
-
-
 def _format(
     result: dict[str, np.ndarray], wanted: tuple[str, ...], served: ServedModel
 ) -> dict[str, Any]:
@@ -164,34 +147,25 @@ async def predict_handler(request: Request, name: str, version: str | None) -> R
     ctx = context(request)
     async with observed(ctx, name, "v1", arrived):
         served = serving_model(ctx, name, version)
-        spec = served.spec
         deadline = arrived + ctx.settings.request_timeout_s
-        body = decode_json(await read_body(request, ctx.settings.max_body_bytes, deadline))
-        if not isinstance(body, dict) or "sequences" not in body:
-            raise InvalidInput('the body must be a JSON object with "sequences"')
-        unknown = set(body) - {"sequences", "return", "initial_states"}
-        if unknown:
-            raise InvalidInput(f"unknown fields: {sorted(unknown)}")
-        limits = Limits(ctx.settings.max_sequences_per_request, ctx.settings.max_sequence_length)
-        sequences = parse_json_sequences(body["sequences"], spec, limits)
-        states = parse_json_initial_states(body.get("initial_states"), len(sequences), spec)
-        wanted = _wanted(body.get("return"))
-        if "final_state" in wanted and not spec.state_inputs:
-            raise InvalidInput(f"model {name} does not expose its states")
-        onnx_names = {n for w in wanted for n in _ONNX_OUTPUTS_FOR[w]}
-        if "final_state" in wanted:
-            onnx_names |= {s.output for s in spec.state_inputs}
+        decoded = await read_and_decode(
+            request,
+            ctx,
+            deadline,
+            decode_predict_request,
+            RequestRules.of(served.spec, ctx.settings),
+        )
         results = await run_sequences(
-            request, ctx, served, sequences, states, frozenset(onnx_names), arrived
+            request, ctx, served, decoded.sequences, decoded.states, decoded.output_names, arrived
         )
-        return json_response(
-            {
-                "model": served.name,
-                "version": served.version,
-                "labels": spec.labels,
-                "results": [_format(r, wanted, served) for r in results],
-            }
-        )
+        content = {
+            "model": served.name,
+            "version": served.version,
+            "labels": served.spec.labels,
+            "results": [_format(r, decoded.wanted, served) for r in results],
+        }
+        encoded = await ctx.offload.run(decoded.response_bytes, deadline, encode_json, content)
+        return Response(encoded, media_type="application/json")
 
 
 _predict_doc = {

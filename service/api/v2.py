@@ -1,9 +1,7 @@
 """Open Inference Protocol (KServe V2) REST API: health, metadata and infer.
 
 Works with the ``tritonclient`` HTTP client unchanged, in JSON and with binary tensors.
-Inputs of an infer request: ``inputs`` ``[B, T, F]`` (or one sequence ``[T, F]``) FP32, and
-optionally ``lengths`` ``[B]`` (or ``[B, 1]``) INT32/INT64 — without it every sequence has
-``T`` steps — and initial states ``initial_{c|h}_{n}`` ``[dirs, B, H_n]``.
+The wire format, what an infer request holds and what it may ask for: ``v2_codec``.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -25,15 +22,20 @@ from service.api.common import (
     context,
     json_response,
     observed,
-    read_body,
+    read_and_decode,
     run_sequences,
     serving_model,
 )
-from service.api.v2_codec import HEADER_LENGTH, encode_infer_response, parse_infer_request
-from service.api.validation import Limits, check_count, check_sequence, require_finite
-from service.errors import InvalidInput
+from service.api.v2_codec import (
+    HEADER_LENGTH,
+    INPUTS,
+    LENGTHS,
+    decode_infer_request,
+    encode_infer_results,
+    input_datatype,
+)
+from service.api.validation import RequestRules
 from service.registry import ServedModel
-from service.runtime.session import INPUTS, LENGTHS, ModelSpec
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
 
@@ -145,8 +147,8 @@ def _metadata(served: ServedModel, all_versions: list[str]) -> dict[str, Any]:
         "versions": all_versions,
         "platform": "onnxruntime_onnx",
         "inputs": [
-            _tensor(INPUTS, spec.input_shapes[INPUTS]),
-            _tensor(LENGTHS, spec.input_shapes[LENGTHS], "INT32"),
+            _tensor(INPUTS, spec.input_shapes[INPUTS], input_datatype(INPUTS)),
+            _tensor(LENGTHS, spec.input_shapes[LENGTHS], input_datatype(LENGTHS)),
         ],
         "outputs": [_tensor(name, spec.output_shapes[name]) for name in spec.output_names],
         "parameters": {
@@ -170,109 +172,34 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
     return json_response(body, 200 if served.ready else 503)
 
 
-def _lengths(raw: np.ndarray | None, batch: int, steps: int) -> np.ndarray:
-    if raw is None:
-        return np.full(batch, steps, dtype=np.int64)
-    if raw.dtype.kind not in "iu":
-        raise InvalidInput("'lengths' must be INT32 or INT64")
-    if raw.shape not in ((batch,), (batch, 1)):
-        raise InvalidInput(
-            f"'lengths' must have shape [{batch}] (one per sequence), got {list(raw.shape)}"
-        )
-    lengths = raw.reshape(batch).astype(np.int64)
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise InvalidInput(
-            f"'lengths' must lie in [1, {steps}] (the padded length); zero-length sequences "
-            "are not accepted"
-        )
-    return lengths
-
-
-def _split_inputs(
-    inputs: dict[str, np.ndarray], spec: ModelSpec, limits: Limits
-) -> tuple[list[np.ndarray], list[dict[str, np.ndarray] | None], int]:
-    """Cut the padded batch into validated sequences; returns them, their states and ``T``."""
-    state_names = {s.name: s for s in spec.state_inputs}
-    unknown = set(inputs) - {INPUTS, LENGTHS} - set(state_names)
-    if unknown:
-        raise InvalidInput(f"unknown inputs {sorted(unknown)}; expected {INPUTS!r}, {LENGTHS!r}")
-    if INPUTS not in inputs:
-        raise InvalidInput(f"the request has no {INPUTS!r} input")
-    batch_input = inputs[INPUTS]
-    if batch_input.dtype.kind != "f":
-        raise InvalidInput(f"{INPUTS!r} must be FP32 (or FP16/FP64)")
-    if batch_input.ndim == 2:
-        batch_input = batch_input[np.newaxis]  # a single sequence [T, F]
-    if batch_input.ndim != 3 or batch_input.shape[2] != spec.input_size:
-        raise InvalidInput(
-            f"{INPUTS!r} must have shape [B, T, {spec.input_size}] or [T, {spec.input_size}], "
-            f"got {list(inputs[INPUTS].shape)}"
-        )
-    batch, steps = batch_input.shape[:2]
-    check_count(batch, limits)
-    if steps == 0:
-        raise InvalidInput("zero-length sequences are not accepted")
-    lengths = _lengths(inputs.get(LENGTHS), batch, steps)
-    sequences = [
-        check_sequence(batch_input[b, : lengths[b]], spec, limits, f"sequence {b} of {INPUTS!r}")
-        for b in range(batch)
-    ]
-    states: list[dict[str, np.ndarray] | None] = [None] * batch
-    given = [name for name in state_names if name in inputs]
-    if given:
-        per_sequence: list[dict[str, np.ndarray]] = [{} for _ in range(batch)]
-        for name in given:
-            expected = (state_names[name].directions, batch, state_names[name].width)
-            array = inputs[name]
-            if array.shape != expected:
-                raise InvalidInput(
-                    f"{name!r} must have shape {list(expected)}, got {list(array.shape)}"
-                )
-            array = array.astype(np.float32)
-            require_finite(array, repr(name))
-            for b in range(batch):
-                per_sequence[b][name] = array[:, b]
-        states = list(per_sequence)
-    return sequences, states, steps
-
-
-def _assemble(name: str, results: list[dict[str, np.ndarray]], steps: int) -> np.ndarray:
-    """Stack per-sequence results back into the request's batch layout."""
-    if name == "outputs":
-        width = results[0][name].shape[1]
-        stacked = np.zeros((len(results), steps, width), dtype=np.float32)
-        for b, result in enumerate(results):
-            stacked[b, : len(result[name])] = result[name]
-        return stacked
-    axis = 1 if name.startswith("final_") else 0
-    return np.stack([result[name] for result in results], axis=axis)
-
-
 async def infer_handler(request: Request, name: str, version: str | None) -> Response:
     arrived = time.monotonic()
     ctx = context(request)
     async with observed(ctx, name, "v2", arrived):
         served = serving_model(ctx, name, version)
-        spec = served.spec
         deadline = arrived + ctx.settings.request_timeout_s
-        body = await read_body(request, ctx.settings.max_body_bytes, deadline)
-        limits = Limits(ctx.settings.max_sequences_per_request, ctx.settings.max_sequence_length)
-        max_elements = limits.max_sequences * limits.max_length * max(spec.input_size, 1)
-        parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH), max_elements)
-        sequences, states, steps = _split_inputs(parsed.inputs, spec, limits)
-        if parsed.outputs is None:
-            wanted = [(n, parsed.binary_output) for n in spec.output_names]
-        else:
-            wanted = [(o.name, o.binary) for o in parsed.outputs]
-            unknown = [n for n, _ in wanted if n not in spec.output_names]
-            if unknown:
-                raise InvalidInput(f"unknown outputs {unknown}; this model has {spec.output_names}")
-        results = await run_sequences(
-            request, ctx, served, sequences, states, frozenset(n for n, _ in wanted), arrived
+        decoded = await read_and_decode(
+            request,
+            ctx,
+            deadline,
+            decode_infer_request,
+            request.headers.get(HEADER_LENGTH),
+            RequestRules.of(served.spec, ctx.settings),
         )
-        outputs = [(n, _assemble(n, results, steps), binary) for n, binary in wanted]
-        body_out, header_length = encode_infer_response(
-            served.name, served.version, parsed.id, outputs
+        wanted = frozenset(o.name for o in decoded.outputs)
+        results = await run_sequences(
+            request, ctx, served, decoded.sequences, decoded.states, wanted, arrived
+        )
+        body_out, header_length = await ctx.offload.run(
+            decoded.response_bytes,
+            deadline,
+            encode_infer_results,
+            served.name,
+            served.version,
+            decoded.id,
+            decoded.outputs,
+            results,
+            decoded.steps,
         )
         if header_length is None:
             return Response(body_out, media_type="application/json")

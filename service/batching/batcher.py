@@ -9,6 +9,9 @@ executor thread, so the event loop never waits on ORT. Rules:
   fuller batch, unless the batch is already full;
 * items whose future is done (client gone, request timed out) are dropped before a run, and
   items past their deadline are failed with 504 instead of run;
+* ``max_queue`` counts only live waiting items: an item stops counting the moment its future is
+  done (a future's done-callback), not when the forming task next looks at the queue, which
+  it does not while every batch slot is busy;
 * a failing batch fails only its own items; if the forming task itself dies, the batcher
   becomes unhealthy, fails what waits with 503 and readiness reports it.
 """
@@ -16,6 +19,7 @@ executor thread, so the event loop never waits on ORT. Rules:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,6 +58,8 @@ class WorkItem:
     deadline: float  # time.monotonic() seconds
     future: asyncio.Future[SequenceResult]
     enqueued_at: float = field(default_factory=time.monotonic)
+    waiting: bool = True
+    """Counted in the batcher's live queue: not yet taken into a batch, its future not done."""
 
     @property
     def length(self) -> int:
@@ -122,7 +128,8 @@ class DynamicBatcher:
         self._retry_after = {"Retry-After": str(retry_after_s)}
         self._observer = observer or _NullObserver()
         self._clock = clock
-        self._pending: list[WorkItem] = []
+        self._pending: list[WorkItem] = []  # arrival order; may still hold done items
+        self._waiting = 0  # items of _pending whose ``waiting`` is set: what max_queue counts
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -140,7 +147,8 @@ class DynamicBatcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._pending)
+        """Sequences waiting to run (those whose request has gone are not counted)."""
+        return self._waiting
 
     @property
     def in_flight(self) -> int:
@@ -154,9 +162,7 @@ class DynamicBatcher:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_s)
             except TimeoutError:
-                log.warning(
-                    "batcher %s: drain timed out with %d waiting", self.name, len(self._pending)
-                )
+                log.warning("batcher %s: drain timed out with %d waiting", self.name, self._waiting)
                 self._task.cancel()
         self._fail_pending(Unavailable("the server is shutting down", self._retry_after))
 
@@ -182,9 +188,9 @@ class DynamicBatcher:
             raise Unavailable("the server is shutting down", self._retry_after)
         if not self.healthy:
             raise Unavailable(f"model {self.name} is unavailable", self._retry_after)
-        if len(self._pending) + sequences > self._max_queue:
+        if self._waiting + sequences > self._max_queue:
             raise Overloaded(
-                f"model {self.name} has {len(self._pending)} sequences waiting (limit "
+                f"model {self.name} has {self._waiting} sequences waiting (limit "
                 f"{self._max_queue}); retry later",
                 self._retry_after,
             )
@@ -203,11 +209,27 @@ class DynamicBatcher:
         futures = []
         for sequence, state in zip(sequences, initial_states, strict=True):
             future: asyncio.Future[SequenceResult] = loop.create_future()
-            self._pending.append(WorkItem(sequence, state, output_names, deadline, future, now))
+            item = WorkItem(sequence, state, output_names, deadline, future, now)
+            future.add_done_callback(functools.partial(self._item_done, item))
+            self._pending.append(item)
             futures.append(future)
-        self._observer.queue_depth(len(self._pending))
+        self._waiting += len(futures)
+        self._observer.queue_depth(self._waiting)
         self._wakeup.set()
         return futures
+
+    def _leave_queue(self, item: WorkItem) -> None:
+        """``item`` no longer counts as waiting (idempotent)."""
+        if item.waiting:
+            item.waiting = False
+            self._waiting -= 1
+
+    def _item_done(self, item: WorkItem, _: asyncio.Future[SequenceResult]) -> None:
+        # A future done while still queued: cancelled by its request (client gone, deadline,
+        # another sequence of the request failed) or failed here. Its place frees at once.
+        if item.waiting:
+            self._leave_queue(item)
+            self._observer.queue_depth(self._waiting)
 
     # -- forming batches ------------------------------------------------------------------------
     def _drop_dead_items(self) -> None:
@@ -215,8 +237,10 @@ class DynamicBatcher:
         alive = []
         for item in self._pending:
             if item.future.done():
+                self._leave_queue(item)  # its done-callback may not have run yet
                 continue  # cancelled by its request (client gone or timed out)
             if now >= item.deadline:
+                self._leave_queue(item)
                 item.future.set_exception(
                     DeadlineExceeded("the request deadline passed in the queue")
                 )
@@ -235,7 +259,7 @@ class DynamicBatcher:
         while True:
             self._drop_dead_items()
             if not self._pending:
-                self._observer.queue_depth(0)
+                self._observer.queue_depth(self._waiting)
                 if self._closing and not self._in_flight:
                     return
                 await self._wait_for_wakeup(None)
@@ -253,7 +277,9 @@ class DynamicBatcher:
             chosen = set(selection.indices)
             batch = [self._pending[k] for k in selection.indices]
             self._pending = [item for k, item in enumerate(self._pending) if k not in chosen]
-            self._observer.queue_depth(len(self._pending))
+            for item in batch:
+                self._leave_queue(item)
+            self._observer.queue_depth(self._waiting)
             stats = BatchStats(
                 size=len(batch),
                 real_steps=selection.real_steps,
@@ -323,6 +349,8 @@ class DynamicBatcher:
 
     def _fail_pending(self, error: Exception) -> None:
         for item in self._pending:
+            self._leave_queue(item)
             if not item.future.done():
                 item.future.set_exception(error)
         self._pending = []
+        self._observer.queue_depth(self._waiting)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from padding import pad_sequences
 from service.runtime.providers import (
     CUDA,
     CUDA_OPTIONS,
@@ -152,9 +153,14 @@ def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSp
     )
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    """The service's session options (benchmarks use them too, to measure the same thing)."""
+def session_options(intra_op_threads: int, cpu_mem_arena: bool = True) -> ort.SessionOptions:
+    """The service's session options (benchmarks use them too, to measure the same thing).
+
+    ``cpu_mem_arena``: ORT's CPU arena keeps its high-water mark for reuse (faster; memory
+    stays up after a burst), or every run allocates and frees (``Settings.ort_cpu_mem_arena``).
+    """
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = cpu_mem_arena
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
@@ -180,8 +186,9 @@ class ModelRuntime:
         preference: ProviderPreference,
         intra_op_threads: int,
         cuda_device_id: int = 0,
+        cpu_mem_arena: bool = True,
     ) -> None:
-        options = session_options(intra_op_threads)
+        options = session_options(intra_op_threads, cpu_mem_arena)
         providers = candidate_providers(preference)
         if providers[0] == CUDA:
             options.intra_op_num_threads = 1  # the GPU does the work; CPU ops are shape glue
@@ -221,10 +228,7 @@ class ModelRuntime:
         ``(L_b, D)``, ``final_*`` ``(dirs, H_n)`` — only the outputs named.
         """
         batch = len(sequences)
-        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=batch)
-        padded = np.zeros((batch, int(lengths.max()), self.spec.input_size), dtype=np.float32)
-        for row, sequence in enumerate(sequences):
-            padded[row, : len(sequence)] = sequence
+        padded, lengths = pad_sequences(sequences)
         feeds: dict[str, np.ndarray] = {INPUTS: padded, LENGTHS: lengths}
         if any(state is not None for state in initial_states):
             for state_input in self.spec.state_inputs:

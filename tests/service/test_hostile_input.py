@@ -259,3 +259,47 @@ async def test_a_body_slower_than_the_deadline_gets_504(model_repository: Path) 
         response = await http.post("/v1/models/tiny_bi/predict", content=trickle())
         assert response.status_code == 504
         assert "body did not arrive" in response.json()["error"]
+
+
+def _predict_body(size: int) -> bytes:
+    """A valid v1 body of exactly ``size`` bytes (one short sequence, padded with spaces)."""
+    body = orjson.dumps({"sequences": [[STEP] * 3]})
+    assert len(body) <= size
+    return body + b" " * (size - len(body))
+
+
+async def test_bytes_of_bodies_held_at_once_are_bounded(model_repository: Path) -> None:
+    """While one upload holds 4,000 bytes of a 6,000-byte budget, a body that would not fit
+    gets 429 with Retry-After before it is read, one that fits is served, and once the first
+    is decoded its bytes are free again."""
+    settings = small_settings(model_repository, max_body_bytes=4096, max_buffered_body_bytes=6000)
+    held = _predict_body(4000)
+    first_part_sent, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_upload() -> AsyncIterator[bytes]:
+        yield held[:100]
+        first_part_sent.set()
+        await finish.wait()
+        yield held[100:]
+
+    url = "/v1/models/tiny_bi/predict"
+    async with app_client(settings) as http:
+        upload = asyncio.ensure_future(
+            http.post(url, content=slow_upload(), headers={"content-length": str(len(held))})
+        )
+        await first_part_sent.wait()
+        refused = await http.post(url, content=_predict_body(3000))
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "6000" in refused.json()["error"]
+        fits = await http.post(url, content=_predict_body(1500))
+        assert fits.status_code == 200, fits.text
+        finish.set()
+        assert (await upload).status_code == 200
+        again = await http.post(url, content=_predict_body(3000))
+        assert again.status_code == 200, again.text
+
+
+def test_the_body_budget_must_hold_the_largest_body(model_repository: Path) -> None:
+    with pytest.raises(ValueError, match="max_buffered_body_bytes"):
+        small_settings(model_repository, max_body_bytes=8192, max_buffered_body_bytes=4096)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,35 @@ def test_invalid_model_names(name: str) -> None:
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a directory"):
         discover(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("stray", ["²", "١", "x1", "-1", "0"])
+def test_a_stray_version_folder_is_skipped_with_a_log_line(
+    tmp_path: Path, stray: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "²".isdigit() and "١".isdigit() (Arabic-Indic one) are true, but int("²") raises.
+    touch(tmp_path / "bilstm" / "1" / "model.onnx")
+    (tmp_path / "bilstm" / stray).mkdir()
+    touch(tmp_path / "other" / "2" / "model.onnx")
+    with caplog.at_level(logging.WARNING, logger="service.runtime.repository"):
+        found = discover(tmp_path)
+    assert [(m.name, m.version) for m in found] == [("bilstm", "1"), ("other", "2")]
+    assert any(stray in record.getMessage() for record in caplog.records), caplog.text
+
+
+def test_an_unreadable_model_folder_is_skipped_and_the_others_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    touch(tmp_path / "locked" / "1" / "model.onnx")
+    touch(tmp_path / "open" / "1" / "model.onnx")
+    iterdir = Path.iterdir
+
+    def refusing(self: Path):  # type: ignore[no-untyped-def]
+        if self.name == "locked":  # chmod 000 does not stop root, so refuse here
+            raise PermissionError(13, "Permission denied", str(self))
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refusing)
+    with caplog.at_level(logging.WARNING, logger="service.runtime.repository"):
+        assert [m.name for m in discover(tmp_path)] == ["open"]
+    assert "locked" in caplog.text

@@ -1,0 +1,79 @@
+"""Metrics summed across worker processes: a worker that died without cleaning up (``kill -9``)
+keeps its counters in the sum but not its live gauges (queue depth, readiness)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.metrics import ServiceMetrics
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = """
+import sys
+from service.metrics import ServiceMetrics
+metrics = ServiceMetrics()
+metrics.queue_depth.labels("bilstm").set(370)
+metrics.model_ready.labels("bilstm", "1").set(1)
+metrics.requests.labels("bilstm", "v1", "200").inc()
+print("ready", flush=True)
+sys.stdin.read()  # serve until told to stop
+"""
+
+
+@pytest.fixture
+def metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def worker(metrics_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """A process writing its metrics to ``metrics_dir``, as a worker does."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    yield process
+    process.kill()
+    process.wait(10)
+
+
+def lines(text: bytes, prefix: str) -> list[str]:
+    return [line for line in text.decode().splitlines() if line.startswith(prefix)]
+
+
+def test_a_killed_workers_gauges_leave_the_sum_and_its_counters_stay(
+    worker: subprocess.Popen[str], metrics_dir: Path
+) -> None:
+    metrics = ServiceMetrics()
+    alive = metrics.render()
+    assert lines(alive, "lstm_queue_depth{") == ['lstm_queue_depth{model="bilstm"} 370.0']
+    worker.send_signal(signal.SIGKILL)
+    # Wait until it has exited, but leave it unreaped: a zombie is as dead as a reaped process.
+    os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+    gone = metrics.render()
+    assert lines(gone, "lstm_queue_depth{") == []  # before: 370 for as long as the server ran
+    assert lines(gone, "lstm_model_ready{") == []
+    assert lines(gone, "lstm_requests_total{") == [
+        'lstm_requests_total{model="bilstm",protocol="v1",status="200"} 1.0'
+    ]
+    worker.wait(10)
+    assert not list(metrics_dir.glob(f"gauge_live*_{worker.pid}.db"))
+    assert list(metrics_dir.glob(f"counter_{worker.pid}.db"))
+
+
+def test_a_running_workers_gauges_stay(worker: subprocess.Popen[str]) -> None:
+    for _ in range(3):  # every render checks, and never drops a live process's values
+        text = ServiceMetrics().render()
+        assert lines(text, "lstm_queue_depth{") == ['lstm_queue_depth{model="bilstm"} 370.0']
