@@ -6,7 +6,7 @@ longest ``T``. Batches are cut in three ways:
 
 * ``arrival``: consecutive sequences of the sample (what first-come batching would run);
 * ``sorted``: the sample sorted by length, then cut (what length-aware batching aims at);
-* ``batcher``: as the service's batching policy (``batch_policy``, from ``service.settings``)
+* ``batcher``: as the service's batching policy (``service.registry.batch_policy``)
   cuts them with a given number of sequences waiting.
 
 ORT runs in the service's CPU configuration: one session, one intra-op thread per run, and as
@@ -34,7 +34,6 @@ from bench.records import CeilingCell, CeilingRow, Ceilings, CeilingSample, Sing
 from bench.sessions import Provider, ort_session
 from padding import pad_sequences
 from service.batching.formation import BatchPolicy, select_batch
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +62,6 @@ def cut(sequences: Sequence[np.ndarray], batch_size: int, order: str) -> list[Ba
         pad_sequences([sequences[k] for k in index[start : start + batch_size]])
         for start in range(0, len(index), batch_size)
     ]
-
-
-def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
-    """The policy the service's batcher runs with under ``settings`` (``service.registry``
-    builds the same one), on a GPU or on the CPU."""
-    return BatchPolicy(
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
-    )
 
 
 def batcher_batches(

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.analysis import breakdowns, padding_comparison, ratios, targets
-from bench.ceiling import batch_policy, measure_ceilings
+from bench.ceiling import measure_ceilings
 from bench.cpu import load_average
 from bench.load import LoadPlan, load_server
 from bench.records import Ceilings, Point, ServerStart, SuiteReport
@@ -44,6 +44,7 @@ from bench.servers import ROOT, SERVER_LABELS, SERVERS, running_server, served_m
 from bench.sessions import ort_session
 from loadtest.distributions import parse_int_distribution
 from loadtest.payloads import PROTOCOLS
+from service.registry import batch_policy
 from service.settings import settings_from_cli
 
 log = logging.getLogger("bench")

@@ -55,6 +55,16 @@ def onnx_runtime_factory(path: Path, name: str, version: str, settings: Settings
     )
 
 
+def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
+    """The bounds each batcher forms batches within, on a GPU or on the CPU (the benchmarks
+    cut their in-process batches with the same one)."""
+    return BatchPolicy(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
+    )
+
+
 @dataclass(eq=False)
 class ServedModel:
     name: str
@@ -163,11 +173,7 @@ async def load_registry(
         served.batcher = DynamicBatcher(
             runtime,
             served.executor,
-            BatchPolicy(
-                max_batch_size=settings.max_batch_size,
-                max_batch_tokens=settings.max_batch_tokens,
-                padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
-            ),
+            batch_policy(settings, on_gpu),
             max_batch_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue_sequences,
             concurrent_batches=slots,

@@ -1,5 +1,5 @@
 """``bench.ceiling``: cutting the sample into batches, the service's batching policy from its
-settings, and a whole (tiny) ceiling measurement."""
+settings (``service.registry.batch_policy``), and a whole (tiny) ceiling measurement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from bench.ceiling import (
-    batch_policy,
     batcher_batches,
     cut,
     measure_ceilings,
@@ -16,6 +15,7 @@ from bench.ceiling import (
     sample_sequences,
 )
 from bench.records import to_json
+from service.registry import batch_policy
 from service.settings import Settings
 
 
