@@ -1,17 +1,19 @@
-"""Fixtures shared by every test package: a tiny model repository exported through export/."""
+"""Fixtures shared by every test package: the tiny model repository exported through export/
+(``tests.support.tiny_repository`` says what is in it), and writable copies of the shipped
+TF 1.x checkpoints."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
-from export.exporter import export_model
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from tests.support.tf1_shipped import DATA_DIR
 
-FEATURES = 5
-LABELS = ("a", "b", "c")
+# FEATURES and LABELS: tests/service/conftest.py still imports them from here.
+from tests.support.tiny_repository import FEATURES, LABELS, export_tiny_models  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +24,19 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_bi`` (bidirectional [8, 8]) and ``tiny_uni`` (stacked [8, 12]), F=5, 3 classes."""
-    repo = tmp_path_factory.mktemp("model_repository")
-    torch.manual_seed(0)
-    for name, sizes, bidirectional in (("tiny_bi", (8, 8), True), ("tiny_uni", (8, 12), False)):
-        config = LSTMClassifierConfig(FEATURES, sizes, len(LABELS), bidirectional, LABELS)
-        export_model(LSTMClassifier(config), repo, name, 1)
-    return repo
+    return export_tiny_models(tmp_path_factory.mktemp("model_repository"))
+
+
+@pytest.fixture
+def tf1_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """``tf1_copy(name)``: a writable copy of a shipped TF 1.x checkpoint folder
+    (``tests/data/tf1/<name>``), in ``tmp_path``."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(DATA_DIR / name, target)
+        for path in target.iterdir():
+            path.chmod(0o644)  # the shared originals are read-only
+        return target
+
+    return copy

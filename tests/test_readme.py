@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from service.settings import Settings
+from tests.support.constraints import read_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -60,15 +61,6 @@ def test_both_set_up_commands_install_the_pins() -> None:
 
 
 # -- the pins: constraints/dev.txt ---------------------------------------------------------------
-def _pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in CONSTRAINTS.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = version.strip()
-    return pins
-
-
 def _pyproject_requirements(extras: list[str]) -> list[Requirement]:
     """``[project].dependencies`` and the extras' requirements, this project's own extras that an
     extra names (``lstm-serving[train,...]``) expanded."""
@@ -91,7 +83,7 @@ def _pyproject_requirements(extras: list[str]) -> list[Requirement]:
 
 
 def test_pins_lie_within_the_pyproject_ranges() -> None:
-    pins = _pins()
+    pins = read_pins(CONSTRAINTS)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for requirement in _pyproject_requirements(list(project["optional-dependencies"])):
         name = canonicalize_name(requirement.name)
@@ -137,7 +129,7 @@ def test_this_environment_is_the_pinned_one() -> None:
     """Every package of the dev install is pinned, and installed at its pin: what passes here is
     what a fresh machine gets from the README's command. A failure names the packages: install
     with the README's test command, or regenerate the pins after a change to pyproject.toml."""
-    pins = _pins()
+    pins = read_pins(CONSTRAINTS)
     installed, absent = _installed_closure(_pyproject_requirements(["dev"]))
     assert not absent, f"not installed: {absent} (run the README's test command)"
     unpinned = sorted(set(installed) - set(pins))

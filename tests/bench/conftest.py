@@ -1,5 +1,6 @@
-"""Fixtures of the bench tests: the shared tiny model (``tiny_bi`` of ``tests/conftest.py``:
-bidirectional [8, 8], F=5, 3 classes) and the service's settings for it on the CPU."""
+"""Fixtures of the bench tests: the shared tiny model (``tiny_bi`` of the ``model_repository``
+fixture, ``tests.support.tiny_repository``: bidirectional [8, 8], F=5, 3 classes) and the
+service's settings for it on the CPU."""
 
 from __future__ import annotations
 

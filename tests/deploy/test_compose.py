@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from service.settings import Settings
-from tests.deploy.helpers import (
+from tests.support.deploy import (
     COMPOSE,
     COMPOSE_CPU,
     COMPOSE_FILES,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings
-from tests.deploy.helpers import (
+from tests.support.deploy import (
     DOCKERFILE,
     DOCKERIGNORE,
     INSTALL_RUNTIME,

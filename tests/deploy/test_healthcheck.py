@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.deploy.helpers import HEALTHCHECK
+from tests.support.deploy import HEALTHCHECK
 
 
 class StandIn(ThreadingHTTPServer):

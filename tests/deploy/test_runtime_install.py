@@ -29,23 +29,15 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.helpers import ROOT, Instruction, dockerfile_stages
+from tests.support.constraints import read_pins
+from tests.support.deploy import ROOT, Instruction, dockerfile_stages
 
 CONSTRAINTS = ROOT / "docker" / "constraints-runtime.txt"
 FEATURES = 5
 
 
-def _pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in CONSTRAINTS.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = version.strip()
-    return pins
-
-
 def test_constraints_pin_every_dependency_within_pyproject_ranges() -> None:
-    pins = _pins()
+    pins = read_pins(CONSTRAINTS)
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     for text in dependencies:
         requirement = Requirement(text)
@@ -168,7 +160,7 @@ def test_every_installed_package_is_pinned(runtime: Runtime) -> None:
         check=True,
     )
     installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listing.stdout)}
-    pins = _pins()
+    pins = read_pins(CONSTRAINTS)
     for name, version in installed.items():
         if name in ("pip", "setuptools", "wheel", "lstm-serving"):
             continue

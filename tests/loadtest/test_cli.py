@@ -15,8 +15,10 @@ from loadtest.cli import build_parser, main
 from loadtest.distributions import parse_int_distribution
 from loadtest.engine import ClientConfig, LoadGenerator, Phase
 from loadtest.payloads import PoolSpec
-from tests.loadtest.conftest import FEATURES, MODEL, ROOT, SERVICE_FLAGS, ServerProcess
+from tests.support.servers import Server, free_port
+from tests.support.tiny_repository import FEATURES, MODEL
 
+ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -46,7 +48,7 @@ def test_bad_arguments_exit_with_usage(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_bounded_run_writes_the_report_and_a_plot(
-    server: ServerProcess, model_file: Path, tmp_path: Path
+    server: Server, model_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run.json"
     code = main(
@@ -78,7 +80,7 @@ def test_a_bounded_run_writes_the_report_and_a_plot(
 
 
 @pytest.mark.slow
-def test_a_sweep_and_an_open_loop_over_json(server: ServerProcess, tmp_path: Path) -> None:
+def test_a_sweep_and_an_open_loop_over_json(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "sweep.json"
     code = main(
         ["--url", server.url, "--model", MODEL, "--protocol", "v1", "--sweep", "--concurrency",
@@ -105,7 +107,7 @@ def test_a_sweep_and_an_open_loop_over_json(server: ServerProcess, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_two_client_processes_share_a_request_count(server: ServerProcess) -> None:
+def test_two_client_processes_share_a_request_count(server: Server) -> None:
     spec = PoolSpec("v2-binary", MODEL, FEATURES, parse_int_distribution("5:20"),
                     parse_int_distribution("1"), 16, seed=2)  # fmt: skip
     with LoadGenerator(ClientConfig(server.url, spec, samples_per_phase=4), processes=2) as gen:
@@ -118,8 +120,6 @@ def test_two_client_processes_share_a_request_count(server: ServerProcess) -> No
 
 @pytest.mark.slow
 def test_unreachable_server_fails_cleanly(tmp_path: Path) -> None:
-    from tests.loadtest.conftest import free_port
-
     url = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(
         [sys.executable, "-m", "loadtest", "--url", url, "--model", MODEL, "--requests", "3"],
@@ -137,8 +137,6 @@ def test_unreachable_server_fails_cleanly(tmp_path: Path) -> None:
 def test_a_run_against_a_closed_port_stops_reports_and_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.loadtest.conftest import free_port
-
     out = tmp_path / "gone.json"
     code = main(
         ["--url", f"http://127.0.0.1:{free_port()}", "--model", MODEL, "--features",
@@ -157,7 +155,7 @@ def test_a_run_against_a_closed_port_stops_reports_and_exits_3(
 @pytest.mark.slow
 def test_an_api_key_reaches_requests_metadata_and_metrics(repository: Path, tmp_path: Path) -> None:
     flags = ("--api-key", "s3cret", "--api-key-protects-metrics")
-    server = ServerProcess("service", repository, *SERVICE_FLAGS, *flags)
+    server = Server(repository, *flags, log_level="warning")
     try:
         out = tmp_path / "key.json"
         common = ["--url", server.url, "--model", MODEL, "--requests", "5", "--warmup", "0",

@@ -1,4 +1,5 @@
-"""Splitting a phase across client processes, and stopping when the target is gone."""
+"""``loadtest.engine``: phases (refused when impossible, split across client processes), the
+results of the processes merged, and stopping when the target is gone."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from loadtest.engine import (
     ClientConfig,
     LoadGenerator,
     Phase,
+    PhaseResult,
     RefusalWatch,
     connection_refused,
 )
 from loadtest.payloads import PoolSpec
-from tests.loadtest.conftest import free_port
+from tests.support.servers import free_port
 
 
 def test_fewer_clients_than_processes_leaves_some_processes_idle() -> None:
@@ -40,6 +42,36 @@ def test_a_request_count_goes_only_to_processes_with_clients() -> None:
 def test_open_loop_rate_is_split_evenly() -> None:
     phase = Phase("open", rate=100.0, duration_s=1.0)
     assert [phase.share(i, 4).rate for i in range(4)] == [25.0] * 4
+
+
+def test_results_of_workers_merge(phase_result: PhaseResult) -> None:
+    merged = PhaseResult.merge([phase_result, phase_result], measure_start=100.0)
+    assert merged.status.size == 12
+    assert merged.transport_errors == {"ServerDisconnectedError": 2}
+    assert merged.client_cpu_s == pytest.approx(1.2)
+
+
+def test_phase_shares_split_the_load_between_processes() -> None:
+    phase = Phase("closed", concurrency=5, duration_s=None, requests=7)
+    shares = [phase.share(k, 3) for k in range(3)]
+    assert [s.concurrency for s in shares] == [2, 2, 1]
+    assert [s.requests for s in shares] == [3, 2, 2]
+    open_loop = Phase("open", rate=90.0, duration_s=1.0)
+    assert open_loop.share(1, 3).rate == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "closed", "concurrency": 0}, "concurrency"),
+        ({"mode": "open", "rate": 0.0}, "rate"),
+        ({"mode": "closed", "duration_s": None, "requests": None}, "duration"),
+        ({"mode": "sideways"}, "mode"),
+    ],
+)
+def test_impossible_phases_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Phase(**kwargs)
 
 
 def _refusal(client: str, port: int) -> BaseException:

@@ -1,5 +1,7 @@
-"""The three encoders produce bodies the real app (and the bench's baseline and HTTP-ceiling
-apps) accept, and the decoders read their answers back to the reference probabilities."""
+"""``loadtest.payloads``: routes, deterministic pre-encoded pools, the binary body's layout; the
+three encoders produce bodies the real app accepts, and the decoders read its answers back to
+the reference probabilities (``tests/bench`` posts the same pools to the bench's baseline and
+HTTP-ceiling apps)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,10 @@ import numpy as np
 import orjson
 import pytest
 
-from bench.http_ceiling import null_runtime_factory
-from bench.naive_server import create_naive_app
-from loadtest.distributions import parse_int_distribution
 from loadtest.payloads import (
     HEADER_LENGTH,
     PROTOCOLS,
     DecodeError,
-    PoolSpec,
     build_pool,
     decode_response,
     encode,
@@ -25,15 +23,10 @@ from loadtest.payloads import (
     route,
 )
 from loadtest.verify import OrtReference, parse_model_metadata, verify_samples
-from service.app import create_app
-from tests.loadtest.conftest import FEATURES, LABELS, MODEL, asgi_client, settings
+from tests.support.pools import pool_spec, post_pool
+from tests.support.tiny_repository import FEATURES, LABELS, MODEL
 
 pytestmark = pytest.mark.anyio
-
-
-def spec(protocol: str, size: int = 4, sequences: str = "1:3") -> PoolSpec:
-    return PoolSpec(protocol, MODEL, FEATURES, parse_int_distribution("2:40"),
-                    parse_int_distribution(sequences), size, seed=11)  # fmt: skip
 
 
 def test_routes() -> None:
@@ -44,10 +37,10 @@ def test_routes() -> None:
 
 
 def test_pool_is_deterministic_and_pre_encoded() -> None:
-    first, again = build_pool(spec("v2-binary")), build_pool(spec("v2-binary"))
+    first, again = build_pool(pool_spec("v2-binary")), build_pool(pool_spec("v2-binary"))
     assert [r.body for r in first] == [r.body for r in again]
     assert len(first) == 4 and all(1 <= r.sequences <= 3 for r in first)
-    for request, sequences in zip(first, pool_sequences(spec("v2-binary")), strict=True):
+    for request, sequences in zip(first, pool_sequences(pool_spec("v2-binary")), strict=True):
         assert request.lengths == tuple(len(s) for s in sequences)
         assert all(2 <= n <= 40 for n in request.lengths)
 
@@ -65,23 +58,14 @@ def test_binary_body_layout() -> None:
     assert np.frombuffer(body[split + 2 * 5 * FEATURES * 4 :], "<i4").tolist() == [3, 5]
 
 
-async def _post_pool(http: httpx.AsyncClient, protocol: str) -> list[tuple[int, bytes, str]]:
-    answers = []
-    for k, request in enumerate(build_pool(spec(protocol))):
-        response = await http.post(request.path, content=request.body, headers=request.headers)
-        assert response.status_code == 200, response.text
-        answers.append((k, response.content, response.headers.get(HEADER_LENGTH)))
-    return answers
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_the_service_accepts_each_encoding_and_answers_the_reference(
     protocol: str, service_client: httpx.AsyncClient, model_file: Path
 ) -> None:
     reference = OrtReference(model_file)
-    answers = await _post_pool(service_client, protocol)
+    answers = await post_pool(service_client, protocol)
     for (_, body, header_length), sequences in zip(
-        answers, pool_sequences(spec(protocol)), strict=True
+        answers, pool_sequences(pool_spec(protocol)), strict=True
     ):
         decoded = decode_response(protocol, body, header_length)
         assert decoded.probs.shape == (len(sequences), len(LABELS))
@@ -94,62 +78,8 @@ async def test_the_service_accepts_each_encoding_and_answers_the_reference(
     info = parse_model_metadata(metadata)
     assert (info.features, info.classes, info.labels) == (FEATURES, len(LABELS), list(LABELS))
     samples = [(k, 200, body, hl) for k, body, hl in answers]
-    report = verify_samples(samples, spec(protocol), info, model_file)
+    report = verify_samples(samples, pool_spec(protocol), info, model_file)
     assert report["passed"] and report["ort_sequences_checked"] >= len(answers)
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_the_naive_baseline_accepts_the_same_bodies(
-    protocol: str, repository: Path, model_file: Path
-) -> None:
-    async with asgi_client(create_naive_app(repository)) as http:
-        answers = await _post_pool(http, protocol)
-        info = parse_model_metadata((await http.get(f"/v2/models/{MODEL}")).json())
-    samples = [(k, 200, body, hl) for k, body, hl in answers]
-    report = verify_samples(samples, spec(protocol), info, model_file)
-    assert report["passed"], report
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_the_http_ceiling_runs_the_real_path_without_inference(
-    protocol: str, repository: Path
-) -> None:
-    app = create_app(settings(repository), runtime_factory=null_runtime_factory)
-    async with asgi_client(app) as http:
-        answers = await _post_pool(http, protocol)
-        bad = build_pool(spec(protocol))[0]
-        wrong = bad.body.replace(b'"shape":[', b'"shape":[7,') if protocol != "v1" else b"{}"
-        refused = await http.post(bad.path, content=wrong, headers=bad.headers)
-        models = (await http.get("/v1/models")).json()["models"]
-    assert refused.status_code in (400, 422)  # still validated
-    assert models[0]["provider"].startswith("none")
-    for _, body, header_length in answers:
-        probs = decode_response(protocol, body, header_length).probs
-        np.testing.assert_allclose(probs, 1.0 / len(LABELS))
-
-
-def test_verification_catches_wrong_answers(model_file: Path) -> None:
-    protocol = "v2-json"
-    sequences = pool_sequences(spec(protocol))[0]
-    reference = OrtReference(model_file)
-    good = np.stack([reference.probs(s) for s in sequences])
-
-    def body(probs: np.ndarray) -> bytes:
-        output = {"name": "probs", "datatype": "FP32", "shape": list(probs.shape),
-                  "data": probs.ravel().tolist()}  # fmt: skip
-        return orjson.dumps({"outputs": [output]})
-
-    info = None
-    ok = verify_samples([(0, 200, body(good), None)], spec(protocol), info, model_file)
-    assert ok["passed"] and ok["max_abs_error_vs_ort"] <= 1e-6
-    shifted = np.roll(good, 1, axis=1)
-    wrong = verify_samples([(0, 200, body(shifted), None)], spec(protocol), info, model_file)
-    assert not wrong["passed"] and "vs in-process ORT" in wrong["failures"][0]
-    short = verify_samples([(0, 200, body(good[:, :2]), None)], spec(protocol), info, None)
-    assert not short["passed"]
-    garbage = verify_samples([(0, 200, b"not json", None)], spec(protocol), info, None)
-    assert not garbage["passed"] and garbage["failure_count"] == 1
-    assert not verify_samples([], spec(protocol), info, None)["passed"]  # nothing checked
 
 
 def test_decode_errors() -> None:

@@ -14,7 +14,7 @@ from loadtest.prom import (
     parse_metrics,
     server_figures,
 )
-from tests.loadtest.conftest import FEATURES, MODEL
+from tests.support.tiny_repository import FEATURES, MODEL
 
 pytestmark = pytest.mark.anyio
 

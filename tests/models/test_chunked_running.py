@@ -1,14 +1,17 @@
-"""Chunked running: the final state of one chunk, fed as the initial state of the next, gives
-the numbers of one run over the whole sequence (unidirectional models)."""
+"""Chunked running, a property of two modules at once: the final state of one chunk, fed as the
+initial state of the next, gives the numbers of one run over the whole sequence (unidirectional
+models), on the cell path (``models.rnn``: cells through ``dynamic_rnn``) and on the fused
+classifier (``models.architectures``). Hence beside the package rather than in one module's
+tests."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from numpy_tf_rnn import padded_batch
 
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
 from models.rnn import BasicLSTMCell, LSTMCell, MultiRNNCell, dynamic_rnn
+from tests.support.numpy_tf_rnn import padded_batch
 
 F, T, SPLIT = 3, 9, 4
 TOL = {"rtol": 1e-5, "atol": 1e-5}

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.tf1_bundles import build_table, encode_entry, field_bytes, varint, write_bundle
+from tests.support.tf1_shipped import DATA_DIR, load_manifest
 from tf1_checkpoint import (
     CheckpointNotFoundError,
     ChecksumError,
     CorruptCheckpointError,
     PartitionedVariableError,
-    TF1ImportError,
     TFCheckpoint,
     UnsupportedCheckpointError,
     UnsupportedDTypeError,
@@ -25,51 +26,9 @@ from tf1_checkpoint import (
     build_model,
     resolve_prefix,
 )
-from tf1_checkpoint.crc32c import crc32c, mask, unmask
 from tf1_checkpoint.table import read_table
 
-from .bundle_writer import build_table, encode_entry, field_bytes, varint, write_bundle
-from .shipped import DATA_DIR, load_manifest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-# -- CRC32C ----------------------------------------------------------------------------------
-
-
-def _bitwise_crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (b"", 0),
-        (b"123456789", 0xE3069283),
-        (bytes(32), 0x8A9136AA),  # RFC 3720 B.4 test vectors
-        (b"\xff" * 32, 0x62A8AB43),
-        (bytes(range(32)), 0x46DD794E),
-    ],
-)
-def test_crc32c_known_vectors(data: bytes, expected: int) -> None:
-    assert crc32c(data) == expected
-
-
-@pytest.mark.parametrize("size", [1, 3, 4, 5, 4095, 4096, 4097, 10_007, 65_536])
-def test_crc32c_vectorised_path_matches_bitwise(size: int) -> None:
-    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
-    assert crc32c(data) == _bitwise_crc32c(data)
-
-
-def test_crc_mask_round_trips() -> None:
-    for value in (0, 1, 0xE3069283, 0xFFFFFFFF):
-        assert unmask(mask(value)) == value
-    assert mask(0) != 0
 
 
 # -- the shipped checkpoints -----------------------------------------------------------------
@@ -112,13 +71,13 @@ def test_import_loads_neither_tensorflow_nor_protobuf() -> None:
     assert result.stdout.split("\n")[:2] == ["False", "[]"]
 
 
-def test_prefix_resolution(tmp_path: Path, copied) -> None:
+def test_prefix_resolution(tmp_path: Path, tf1_copy) -> None:
     folder = DATA_DIR / "basic_lstm"
     prefix = folder / "model.ckpt"
     for given in (folder, prefix, f"{prefix}.index", f"{prefix}.data-00000-of-00001"):
         assert resolve_prefix(given) == prefix
     # Saver records absolute paths; a moved folder still resolves to the files beside the state.
-    moved = copied("basic_lstm")
+    moved = tf1_copy("basic_lstm")
     (moved / "checkpoint").write_text('model_checkpoint_path: "/gone/elsewhere/model.ckpt"\n')
     assert resolve_prefix(moved) == moved / "model.ckpt"
     (moved / "checkpoint").unlink()
@@ -150,8 +109,8 @@ def test_missing_variable_is_a_key_error() -> None:
 # -- damaged files ---------------------------------------------------------------------------
 
 
-def test_flipped_tensor_byte_names_the_tensor(copied) -> None:
-    folder = copied("multi_lstm")
+def test_flipped_tensor_byte_names_the_tensor(tf1_copy) -> None:
+    folder = tf1_copy("multi_lstm")
     name = "rnn/multi_rnn_cell/cell_1/lstm_cell/kernel"
     entry = TFCheckpoint(folder).entry(name)
     data = folder / "model.ckpt.data-00000-of-00001"
@@ -168,8 +127,8 @@ def test_flipped_tensor_byte_names_the_tensor(copied) -> None:
         build_model(folder, folder / "manifest.json")
 
 
-def test_flipped_index_byte_is_rejected(copied) -> None:
-    folder = copied("basic_lstm")
+def test_flipped_index_byte_is_rejected(tf1_copy) -> None:
+    folder = tf1_copy("basic_lstm")
     index = folder / "model.ckpt.index"
     raw = bytearray(index.read_bytes())
     raw[raw.index(b"softmax")] ^= 0x20  # inside the data block: "Softmax"
@@ -191,23 +150,23 @@ def _footer(index_offset: int, index_size: int) -> bytes:
         (lambda raw: raw[:-48] + b"\xff" * 40 + raw[-8:], "longer than 64 bits"),
     ],
 )
-def test_malformed_index_is_rejected(copied, damage, message: str) -> None:
-    folder = copied("basic_lstm")
+def test_malformed_index_is_rejected(tf1_copy, damage, message: str) -> None:
+    folder = tf1_copy("basic_lstm")
     index = folder / "model.ckpt.index"
     index.write_bytes(damage(index.read_bytes()))
     with pytest.raises(CorruptCheckpointError, match=message):
         TFCheckpoint(folder)
 
 
-def test_missing_shard(copied) -> None:
-    folder = copied("basic_lstm")
+def test_missing_shard(tf1_copy) -> None:
+    folder = tf1_copy("basic_lstm")
     (folder / "model.ckpt.data-00000-of-00001").unlink()
     with pytest.raises(CheckpointNotFoundError, match="data-00000-of-00001 is missing"):
         TFCheckpoint(folder)
 
 
-def test_truncated_shard(copied) -> None:
-    folder = copied("basic_lstm")
+def test_truncated_shard(tf1_copy) -> None:
+    folder = tf1_copy("basic_lstm")
     data = folder / "model.ckpt.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:100])
     with pytest.raises(CorruptCheckpointError, match="ends before"):
@@ -344,22 +303,6 @@ def test_graph_without_variables(tmp_path: Path) -> None:
     (tmp_path / "model.ckpt.meta").write_bytes(b"graph")
     with pytest.raises(CheckpointNotFoundError, match="graph only"):
         TFCheckpoint(tmp_path / "model.ckpt")
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        CheckpointNotFoundError,
-        ChecksumError,
-        CorruptCheckpointError,
-        PartitionedVariableError,
-        UnsupportedCheckpointError,
-        UnsupportedDTypeError,
-        VariableNotFoundError,
-    ],
-)
-def test_one_error_hierarchy(error: type) -> None:
-    assert issubclass(error, TF1ImportError)
 
 
 def test_shipped_files_match_provenance() -> None:

@@ -3,7 +3,6 @@ reproduce TensorFlow's recorded outputs and test accuracy; what cannot map is re
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,14 @@ import torch
 from models.architectures import LSTMClassifier, LSTMClassifierConfig, reference_forward
 from models.data import load_japanese_vowels
 from padding import pad_sequences
+from tests.support.tf1_bundles import bidi_lstm_tensors, uni_lstm_tensors, write_bundle
+from tests.support.tf1_shipped import DATA_DIR, load_expected, load_manifest
 from tf1_checkpoint import (
-    DescriptionError,
     MappingError,
-    TFCheckpoint,
     build_model,
-    format_variables,
     guess_description,
-    list_variables,
-    load_description,
     map_variables,
 )
-
-from .bundle_writer import write_bundle
-from .shipped import DATA_DIR, load_expected, load_manifest
 
 TOLERANCE = 1e-5
 
@@ -109,47 +102,7 @@ def test_config_follows_manifest(model_name: str) -> None:
     assert not _shipped_model(model_name).training
 
 
-# -- listing and guessing ---------------------------------------------------------------------
-
-
-def test_list_variables_marks_training_leftovers(model_name: str) -> None:
-    manifest = load_manifest(model_name)
-    infos = list_variables(TFCheckpoint(DATA_DIR / model_name))
-    roles = {info.name: info.role for info in infos}
-    assert sorted(n for n, r in roles.items() if r == "model") == manifest["model_variables"]
-    assert roles["global_step"] == "step"
-    assert roles["beta1_power"] == roles["beta2_power"] == roles["softmax/W/Adam_1"] == "optimizer"
-    text = format_variables(infos)
-    assert "softmax/W " in text and "/Adam" not in text and "optimizer/step variables" in text
-    assert "softmax/W/Adam_1" in format_variables(infos, include_all=True)
-
-
-def test_guess_matches_manifest(model_name: str) -> None:
-    manifest = load_manifest(model_name)
-    guessed = guess_description(DATA_DIR / model_name)
-    from_manifest = load_description(DATA_DIR / model_name / "manifest.json")
-    keys = ("type", "num_units", "forget_bias", "scope", "direction")
-    assert [[getattr(c, k) for k in keys] for c in guessed.cells] == [
-        [cell.get(k) for k in keys] for cell in manifest["cells"]
-    ]
-    assert (guessed.bidirectional, guessed.input_depth, guessed.num_classes) == (
-        from_manifest.bidirectional,
-        manifest["input_depth"],
-        manifest["num_classes"],
-    )
-    assert (guessed.head_weights, guessed.head_bias) == ("softmax/W", "softmax/b")
-    assert any("forget_bias" in note for note in guessed.notes)
-    # Guessed (labels aside) or described, the weights are the same.
-    guessed_model = build_model(DATA_DIR / model_name)
-    described = _shipped_model(model_name).state_dict()
-    for key, value in guessed_model.state_dict().items():
-        torch.testing.assert_close(value, described[key], rtol=0, atol=0)
-
-
-def test_description_round_trips_through_json(model_name: str) -> None:
-    guessed = guess_description(DATA_DIR / model_name)
-    reloaded = load_description(guessed.to_dict())
-    assert reloaded == dataclasses.replace(guessed, notes=())
+# -- short-hand descriptions ------------------------------------------------------------------
 
 
 def test_short_hand_written_descriptions() -> None:
@@ -201,29 +154,6 @@ def _manifest_with(name: str, **changes: Any) -> dict[str, Any]:
 def test_unmappable_descriptions(name: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(MappingError, match=message):
         map_variables(DATA_DIR / name, _manifest_with(name, **changes))
-
-
-@pytest.mark.parametrize(
-    ("description", "message"),
-    [
-        ({"cells": []}, "'cells' must be a non-empty list"),
-        ({"cells": [{"type": "GRUCell"}]}, "'GRUCell' is not supported"),
-        ({"cells": [{"num_units": "32"}]}, "'num_units' must be int"),
-        ({"cells": [{"num_units": True}]}, "'num_units' must be int"),
-        ({"cells": [{"direction": "up"}]}, "direction must be 'fw' or 'bw'"),
-        ({"cells": [{}], "labels": "123"}, "'labels' must be a list of strings"),
-        ({"cells": [{}], "bidirectional": "yes"}, "'bidirectional' must be bool"),
-    ],
-)
-def test_malformed_descriptions(description: dict[str, Any], message: str) -> None:
-    with pytest.raises(DescriptionError, match=message):
-        load_description(description)
-
-
-def test_unreadable_description_file(tmp_path: Path) -> None:
-    (tmp_path / "d.json").write_text("{not json")
-    with pytest.raises(DescriptionError, match="cannot read description"):
-        load_description(tmp_path / "d.json")
 
 
 # -- synthetic checkpoints: other layouts and refusals -----------------------------------------
@@ -288,35 +218,14 @@ def test_round_trip_through_tf_layouts(
     torch.testing.assert_close(got.outputs, want.outputs, rtol=0, atol=1e-6)
 
 
-def _bidi_tensors(fw_units: int, bw_units: int, scope: str = "bidirectional_rnn/{d}/lstm_cell"):
-    rng = np.random.default_rng(1)
-    tensors = {}
-    for d, units in (("fw", fw_units), ("bw", bw_units)):
-        prefix = scope.format(d=d)
-        tensors[f"{prefix}/kernel"] = rng.standard_normal((3 + units, 4 * units), np.float32)
-        tensors[f"{prefix}/bias"] = np.zeros(4 * units, np.float32)
-    width = fw_units + bw_units
-    return tensors | {"softmax/W": np.zeros((width, 2), np.float32), "softmax/b": np.zeros(2)}
-
-
-def _uni_tensors(units: int = 4, **extra: tuple[int, ...]) -> dict[str, np.ndarray]:
-    tensors = {
-        "rnn/lstm_cell/kernel": np.zeros((3 + units, 4 * units), np.float32),
-        "rnn/lstm_cell/bias": np.zeros(4 * units, np.float32),
-        "softmax/W": np.zeros((units, 2), np.float32),
-        "softmax/b": np.zeros(2, np.float32),
-    }
-    return tensors | {name: np.zeros(shape, np.float32) for name, shape in extra.items()}
-
-
 @pytest.mark.parametrize(
     ("tensors", "message"),
     [
-        (_uni_tensors(**{"rnn/lstm_cell/w_f_diag": (4,)}), "peephole"),
-        (_uni_tensors(**{"rnn/lstm_cell/projection/kernel": (4, 2)}), "projection"),
-        (_uni_tensors(**{"embedding/W": (10, 3)}), "not used by the description: embedding/W"),
-        (_uni_tensors(**{"rnn/lstm_cell/kernel": (7, 15)}), "are not an LSTM kernel"),
-        (_uni_tensors() | {"softmax/W": np.zeros((4, 2), np.int32)}, "must be floating point"),
+        (uni_lstm_tensors(**{"rnn/lstm_cell/w_f_diag": (4,)}), "peephole"),
+        (uni_lstm_tensors(**{"rnn/lstm_cell/projection/kernel": (4, 2)}), "projection"),
+        (uni_lstm_tensors(**{"embedding/W": (10, 3)}), "not used by the description: embedding/W"),
+        (uni_lstm_tensors(**{"rnn/lstm_cell/kernel": (7, 15)}), "are not an LSTM kernel"),
+        (uni_lstm_tensors() | {"softmax/W": np.zeros((4, 2), np.int32)}, "must be floating point"),
     ],
 )
 def test_unmappable_checkpoints(tmp_path: Path, tensors, message: str) -> None:
@@ -326,7 +235,7 @@ def test_unmappable_checkpoints(tmp_path: Path, tensors, message: str) -> None:
 
 
 def test_different_direction_widths_are_refused(tmp_path: Path) -> None:
-    prefix = write_bundle(tmp_path / "m", _bidi_tensors(4, 5))
+    prefix = write_bundle(tmp_path / "m", bidi_lstm_tensors(4, 5))
     description = {"cells": [{"type": "LSTMCell"}], "bidirectional": True}
     with pytest.raises(MappingError, match="forward cell has 4 units, backward 5"):
         build_model(prefix, description)
@@ -349,33 +258,13 @@ def test_bidirectional_over_separate_stacks_is_refused(tmp_path: Path) -> None:
 
 
 def test_ignore_variables(tmp_path: Path) -> None:
-    prefix = write_bundle(tmp_path / "m", _uni_tensors(**{"aux/W": (2, 2), "aux/b": (2,)}))
+    prefix = write_bundle(tmp_path / "m", uni_lstm_tensors(**{"aux/W": (2, 2), "aux/b": (2,)}))
     description = {"cells": [{"type": "LSTMCell"}], "ignore_variables": ["aux/*"]}
     assert build_model(prefix, description).config.layer_sizes == (4,)
 
 
-@pytest.mark.parametrize(
-    ("tensors", "message"),
-    [
-        ({"dense/kernel": np.zeros((3, 2), np.float32)}, "no LSTM kernels found"),
-        (
-            _uni_tensors() | {"encoder/rnn/lstm_cell/kernel": np.zeros((7, 16), np.float32)},
-            "several LSTM networks",
-        ),
-        (
-            _bidi_tensors(4, 4) | {"bidirectional_rnn/fw/lstm_cell/w_f_diag": np.zeros(4)},
-            "peephole",
-        ),
-    ],
-)
-def test_guess_refusals(tmp_path: Path, tensors, message: str) -> None:
-    prefix = write_bundle(tmp_path / "m", tensors)
-    with pytest.raises(MappingError, match=message):
-        build_model(prefix)
-
-
 def test_ambiguous_head_needs_names(tmp_path: Path) -> None:
-    tensors = _uni_tensors() | {"out2/W": np.zeros((4, 2), np.float32), "out2/b": np.zeros(2)}
+    tensors = uni_lstm_tensors() | {"out2/W": np.zeros((4, 2), np.float32), "out2/b": np.zeros(2)}
     tensors = {k.replace("softmax", "out1"): v for k, v in tensors.items()}
     prefix = write_bundle(tmp_path / "m", tensors)
     guessed = guess_description(prefix)

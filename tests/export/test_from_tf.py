@@ -14,9 +14,8 @@ import pytest
 
 from export.from_tf import main
 from export.metadata import read_metadata
-from tests.service.test_e2e import Server
-
-from .shipped import DATA_DIR, MODELS, load_expected, load_manifest
+from tests.support.servers import Server
+from tests.support.tf1_shipped import DATA_DIR, MODELS, load_expected, load_manifest
 
 TOL = 1e-5
 
@@ -132,9 +131,9 @@ def test_wrong_forget_bias_fails_the_reference_and_writes_nothing(tmp_path: Path
 
 
 def test_corrupt_checkpoint_exits_2_naming_the_tensor(
-    copied: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+    tf1_copy: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = copied("basic_lstm")
+    folder = tf1_copy("basic_lstm")
     data = folder / "model.ckpt.data-00000-of-00001"
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF

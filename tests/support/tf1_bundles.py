@@ -4,6 +4,9 @@ It writes what ``tensorflow/core/util/tensor_bundle`` writes: an uncompressed ta
 "" = BundleHeaderProto, then one BundleEntryProto per variable) and little-endian data shards,
 with masked CRC32Cs. Knobs let a test produce what TensorFlow would not: compressed blocks,
 big-endian headers, wrong CRCs, arbitrary entry fields.
+
+``uni_lstm_tensors`` and ``bidi_lstm_tensors`` give the variables of small LSTM classifiers under
+the names TF 1.x gives them, to write with ``write_bundle``.
 """
 
 from __future__ import annotations
@@ -170,3 +173,35 @@ def write_bundle(
     for shard, data in enumerate(shards):
         Path(f"{prefix}.data-{shard:05d}-of-{num_shards:05d}").write_bytes(bytes(data))
     return prefix
+
+
+# -- the variables of small LSTM classifiers, as TF 1.x names them ---------------------------------
+
+
+def bidi_lstm_tensors(
+    fw_units: int, bw_units: int, scope: str = "bidirectional_rnn/{d}/lstm_cell"
+) -> dict[str, np.ndarray]:
+    """The tensors of a one-layer bidirectional LSTM over 3 features (``scope`` formatted with
+    ``d`` = ``fw``, ``bw``) and a 2-class ``softmax/W`` + ``softmax/b`` head: random kernels,
+    zero biases and head."""
+    rng = np.random.default_rng(1)
+    tensors = {}
+    for d, units in (("fw", fw_units), ("bw", bw_units)):
+        prefix = scope.format(d=d)
+        tensors[f"{prefix}/kernel"] = rng.standard_normal((3 + units, 4 * units), np.float32)
+        tensors[f"{prefix}/bias"] = np.zeros(4 * units, np.float32)
+    width = fw_units + bw_units
+    return tensors | {"softmax/W": np.zeros((width, 2), np.float32), "softmax/b": np.zeros(2)}
+
+
+def uni_lstm_tensors(units: int = 4, **extra: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The zero tensors of a one-layer ``rnn/lstm_cell`` over 3 features and a 2-class
+    ``softmax/W`` + ``softmax/b`` head, plus a zero tensor of each shape in ``extra`` (by
+    name)."""
+    tensors = {
+        "rnn/lstm_cell/kernel": np.zeros((3 + units, 4 * units), np.float32),
+        "rnn/lstm_cell/bias": np.zeros(4 * units, np.float32),
+        "softmax/W": np.zeros((units, 2), np.float32),
+        "softmax/b": np.zeros(2, np.float32),
+    }
+    return tensors | {name: np.zeros(shape, np.float32) for name, shape in extra.items()}

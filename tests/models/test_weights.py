@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from numpy_tf_rnn import lstm_sequence, random_lstm_weights, to64
 
 from models.rnn import BasicLSTMCell, dynamic_rnn
 from models.weights import tf_to_torch_lstm, torch_to_tf_lstm
+from tests.support.numpy_tf_rnn import lstm_sequence, random_lstm_weights, to64
 
 F, H = 3, 4
 

@@ -1,4 +1,5 @@
-"""Checkpoints: weights + config + record round trip, loaded with ``weights_only=True``."""
+"""``models.checkpoint``: weights + config + record round trip, loaded with
+``weights_only=True``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import hashlib
 
 import pytest
 import torch
-from numpy_tf_rnn import padded_batch
 
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
 from models.checkpoint import CHECKPOINT_FORMAT, file_sha256, load_checkpoint, save_checkpoint
+from tests.support.numpy_tf_rnn import padded_batch
 
 
 class NotAPlainType:

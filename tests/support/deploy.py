@@ -1,5 +1,6 @@
-"""Helpers of the deployment tests: the Dockerfile read into stages and instructions, the compose
-files loaded as YAML, ``.dockerignore`` matching, and the command-line tools the checks use."""
+"""What the deployment tests (``tests/deploy``) read and run: the Dockerfile read into stages and
+instructions, the compose files loaded as YAML, ``.dockerignore`` matching, and the command-line
+tools the checks use."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from numpy_tf_rnn import padded_batch, random_lstm_weights
 
 from models.architectures import (
     LSTMClassifier,
@@ -15,6 +14,7 @@ from models.architectures import (
     reference_forward,
 )
 from models.rnn import BasicLSTMCell, LSTMStateTuple, bidirectional_dynamic_rnn, dynamic_rnn
+from tests.support.numpy_tf_rnn import padded_batch, random_lstm_weights
 
 F, C, T = 5, 4, 9
 LENGTHS = [9, 3, 7, 1, 5, 9]  # unsorted, with ties
