@@ -34,12 +34,17 @@ PLATFORMS = [
 
 
 def main() -> int:
-    sys.path.insert(0, str(HERE))
-    from requirements import requirements  # docker/requirements.py
-
     with tempfile.TemporaryDirectory() as tmp:
         reqs = Path(tmp, "requirements.txt")
-        reqs.write_text("\n".join(requirements(ROOT / "pyproject.toml", [])) + "\n")
+        # The serving requirements, as the image's build computes them (a script run as one,
+        # not imported: scripts import packages, never other scripts).
+        listed = subprocess.run(
+            [sys.executable, str(HERE / "requirements.py"), str(ROOT / "pyproject.toml")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        reqs.write_text(listed.stdout)
         report = Path(tmp, "report.json")
         platform_args = [arg for p in PLATFORMS for arg in ("--platform", p)]
         subprocess.run(
