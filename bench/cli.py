@@ -61,6 +61,8 @@ def _names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Alike in shape only to the export commands' parsers: the benchmark's flags (one line each,
+    # defaults shown by the formatter) are its own, so none comes from export.cli.
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark: in-process ceilings, the service, the naive baseline and the "

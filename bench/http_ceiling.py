@@ -56,6 +56,7 @@ class NullRuntime:
     def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
         return 0.0
 
+    # ``BatchRunner``'s signature (service.batching.batcher), as ``ModelRuntime`` has it too.
     def run_batch(
         self,
         sequences: Sequence[np.ndarray],

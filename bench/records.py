@@ -195,6 +195,7 @@ class RatioRow:
     """A service point's sequences/s over the others'; None (and not written) where the other
     figure was not measured."""
 
+    # Alike in shape only to service.registry.ServedModel: fields, then the optional ones.
     protocol: str
     concurrency: int
     service_seq_per_s: float

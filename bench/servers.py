@@ -41,6 +41,8 @@ KEPT_LOG_CHARS = 20_000
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago. tests/support/servers.py
+    keeps its own copy, so that no package's tests depend on bench."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -37,6 +37,9 @@ DEFAULT_MAX_BATCH_SIZE = 256
 
 
 # -- shared by every export command ------------------------------------------------------------
+# The add_argument blocks here and in the parsers of models.train, loadtest and bench are alike in
+# shape only: each defines one flag with its own meaning, and what the export commands share is
+# written once, here.
 def add_repository_arguments(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
     """Where an export goes: ``--name``, ``--version``, ``--repository``, ``--max-batch-size``.
 

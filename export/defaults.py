@@ -40,6 +40,7 @@ DEFAULT_VERSION = 1
 class DefaultModel:
     """One built-in model: its repository name, architecture and training length."""
 
+    # Plain fields, alike in shape only to other records (tf1_checkpoint's TensorEntry).
     name: str
     bidirectional: bool
     layer_sizes: tuple[int, ...]

@@ -68,6 +68,9 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # add_argument blocks alike in shape only, here and in export's and bench's parsers: each
+    # flag is the load tester's own (--tolerance is against ORT, --seed seeds the payloads), and
+    # loadtest imports neither.
     parser = argparse.ArgumentParser(
         prog="python -m loadtest",
         description="Load-test the LSTM service: closed loop (--concurrency), open loop "

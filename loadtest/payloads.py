@@ -69,11 +69,16 @@ def route(protocol: str, model: str, version: str | None = None) -> str:
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def encode_v1(sequences: list[np.ndarray]) -> tuple[bytes, dict[str, str]]:
-    body = {"sequences": sequences, "return": ["label", "probabilities"]}
+def _json(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A JSON request body (numpy arrays allowed) and its headers."""
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), {
         "Content-Type": "application/json"
     }
+
+
+def encode_v1(sequences: list[np.ndarray]) -> tuple[bytes, dict[str, str]]:
+    body = {"sequences": sequences, "return": ["label", "probabilities"]}
+    return _json(body)
 
 
 def encode_v2_json(
@@ -92,9 +97,7 @@ def encode_v2_json(
         ],
         "outputs": [{"name": name} for name in outputs],
     }
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), {
-        "Content-Type": "application/json"
-    }
+    return _json(body)
 
 
 def encode_v2_binary(

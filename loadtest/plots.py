@@ -23,6 +23,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, figure: Any, title: str, path: Path) -> Path:
+    """Title ``figure``, write it to ``path`` (creating its folder) and close it."""
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def latency_plot(latencies_s: np.ndarray, title: str, path: Path) -> Path:
     """Histogram of successful-request latencies with p50/p90/p99 marked, and their CDF."""
     plt = _pyplot()
@@ -49,12 +59,7 @@ def latency_plot(latencies_s: np.ndarray, title: str, path: Path) -> Path:
     cdf.set_ylabel("fraction of requests at or below")
     cdf.set_title(f"CDF ({ms.size} requests)")
     cdf.grid(True, which="both", alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, title, path)
 
 
 def sweep_plot(levels: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
@@ -84,9 +89,4 @@ def sweep_plot(levels: Sequence[dict[str, Any]], title: str, path: Path) -> Path
         axis.set_xticks(concurrency, [str(c) for c in concurrency])
         axis.grid(True, alpha=0.3)
         axis.set_ylim(bottom=0)
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, title, path)

@@ -115,6 +115,8 @@ def train(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Alike in shape only to export's parsers (export.cli): training flags, and models imports
+    # nothing of export.
     parser = argparse.ArgumentParser(
         prog="python -m models.train",
         description="Train a stacked or bidirectional LSTM classifier on JapaneseVowels.",

@@ -16,6 +16,8 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+# The classes below repeat one shape on purpose: each names a status and a stable type, and
+# nothing more, so the handler renders them all alike.
 class MalformedRequest(ServiceError):
     """The body cannot be parsed: bad JSON, lying binary headers, wrong content type."""
 

@@ -80,6 +80,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # PEP 562, the same three lines as in export/__init__.py: too few to share through a module
+    # that both packages would have to import.
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tf1_checkpoint' has no attribute {name!r}")

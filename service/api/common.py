@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from service.api.offload import CpuOffload
+from service.api.validation import RequestRules
 from service.errors import (
     ClientClosedRequest,
     DeadlineExceeded,
@@ -202,6 +203,26 @@ def serving_model(ctx: AppContext, name: str, version: str | None) -> ServedMode
             {"Retry-After": str(ctx.settings.retry_after_s)},
         )
     return served
+
+
+async def admit_and_decode(
+    request: Request,
+    ctx: AppContext,
+    name: str,
+    version: str | None,
+    arrived: float,
+    decode: Callable[..., R],
+    *args: Any,
+) -> tuple[ServedModel, float, R]:
+    """What both wire formats do before running a request: the model version to serve (404,
+    503 or 429 before the body is read, by ``serving_model``), the request's deadline
+    (``time.monotonic()``), and the body decoded by ``decode(body, *args, rules)`` under the
+    model's ``RequestRules``."""
+    served = serving_model(ctx, name, version)
+    deadline = arrived + ctx.settings.request_timeout_s
+    rules = RequestRules.of(served.spec, ctx.settings)
+    decoded = await read_and_decode(request, ctx, deadline, decode, *args, rules)
+    return served, deadline, decoded
 
 
 async def _client_gone(request: Request) -> None:

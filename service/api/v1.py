@@ -15,20 +15,19 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+# Mostly the helpers v2.py imports: both wire formats are built on common.
 from service.api.common import (
     INFERENCE_ERRORS,
     METADATA_ERRORS,
+    admit_and_decode,
     body_schema,
     context,
     json_response,
     observed,
-    read_and_decode,
     run_sequences,
-    serving_model,
 )
 from service.api.validation import (
     DEFAULT_RETURN,
-    RequestRules,
     decode_predict_request,
     encode_json,
 )
@@ -146,14 +145,8 @@ async def predict_handler(request: Request, name: str, version: str | None) -> R
     arrived = time.monotonic()
     ctx = context(request)
     async with observed(ctx, name, "v1", arrived):
-        served = serving_model(ctx, name, version)
-        deadline = arrived + ctx.settings.request_timeout_s
-        decoded = await read_and_decode(
-            request,
-            ctx,
-            deadline,
-            decode_predict_request,
-            RequestRules.of(served.spec, ctx.settings),
+        served, deadline, decoded = await admit_and_decode(
+            request, ctx, name, version, arrived, decode_predict_request
         )
         results = await run_sequences(
             request, ctx, served, decoded.sequences, decoded.states, decoded.output_names, arrived

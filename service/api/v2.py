@@ -18,13 +18,12 @@ from service.api.common import (
     INFERENCE_ERRORS,
     METADATA_ERRORS,
     AppContext,
+    admit_and_decode,
     body_schema,
     context,
     json_response,
     observed,
-    read_and_decode,
     run_sequences,
-    serving_model,
 )
 from service.api.v2_codec import (
     HEADER_LENGTH,
@@ -34,7 +33,6 @@ from service.api.v2_codec import (
     encode_infer_results,
     input_datatype,
 )
-from service.api.validation import RequestRules
 from service.registry import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
@@ -176,15 +174,14 @@ async def infer_handler(request: Request, name: str, version: str | None) -> Res
     arrived = time.monotonic()
     ctx = context(request)
     async with observed(ctx, name, "v2", arrived):
-        served = serving_model(ctx, name, version)
-        deadline = arrived + ctx.settings.request_timeout_s
-        decoded = await read_and_decode(
+        served, deadline, decoded = await admit_and_decode(
             request,
             ctx,
-            deadline,
+            name,
+            version,
+            arrived,
             decode_infer_request,
             request.headers.get(HEADER_LENGTH),
-            RequestRules.of(served.spec, ctx.settings),
         )
         wanted = frozenset(o.name for o in decoded.outputs)
         results = await run_sequences(
@@ -233,6 +230,8 @@ _infer_doc: dict[str, Any] = {
 }
 
 
+# Each route twice, without and with /versions/{version}: one decorator documents one path in
+# OpenAPI, with its own path parameters; the bodies only call the handlers above.
 @router.get("/models/{name}", summary="Model metadata (default version)", **_metadata_doc)
 async def model_metadata(request: Request, name: Name) -> Response:
     return await _model_metadata(request, name, None)

@@ -215,6 +215,8 @@ class ModelRuntime:
     def on_gpu(self) -> bool:
         return self.provider == CUDA
 
+    # The signature of ``BatchRunner`` (service.batching.batcher), which the benchmark's
+    # ``NullRuntime`` and the tests' fake runtimes repeat, as implementations of a Protocol do.
     def run_batch(
         self,
         sequences: Sequence[np.ndarray],
