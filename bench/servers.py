@@ -162,8 +162,8 @@ class RunningServer:
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 60 s; the exit code. What it logged while shutting
         down stays readable with ``log_tail()``."""
-        # tests/loadtest/conftest.py's ServerProcess stops its server the same way: the load
-        # tester's tests start servers of their own rather than depend on bench.
+        # tests/support/servers.py's Server stops its server the same way: the tests start
+        # servers of their own rather than depend on bench.
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

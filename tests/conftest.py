@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tf1_shipped import DATA_DIR
-
-# FEATURES and LABELS: tests/service/conftest.py still imports them from here.
-from tests.support.tiny_repository import FEATURES, LABELS, export_tiny_models  # noqa: F401
+from tests.support.tiny_repository import export_tiny_models
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Property-based fuzzing of both APIs from the service's own OpenAPI schema (schemathesis):
-whatever the generated request, no 5xx, and every response matches the documented schema."""
+"""Property-based fuzzing of both APIs from the service's own OpenAPI schema (schemathesis),
+against ``python -m service`` as a real process: whatever the generated request, no 5xx, and
+every response matches the documented schema."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from tests.service.test_e2e import Server  # noqa: E402
+from tests.support.servers import Server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

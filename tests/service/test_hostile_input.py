@@ -1,5 +1,7 @@
-"""Hostile input and access control: every attack is a fast 4xx, nothing accepted is lost, and
-a client that leaves has its queued work dropped."""
+"""Hostile input and access control, across the service through its ASGI app (the routes, the
+body limits and budget of ``service.api.common``, ``service.auth``, the batcher's dropping of
+work): every attack is a fast 4xx, nothing accepted is lost, and a client that leaves has its
+queued work dropped."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.service.conftest import FEATURES, app_client, gated_factory, small_settings
+from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
 STEP = [0.5] * FEATURES
@@ -47,7 +50,7 @@ async def test_chunked_body_over_the_limit_is_cut_off(model_repository: Path) ->
             sent += 1
             yield b"[[0.1, 0.1, 0.1, 0.1, 0.1]]," * 40 + b" " * 24
 
-    async with app_client(small_settings(model_repository, max_body_bytes=4096)) as http:
+    async with app_client(tiny_settings(model_repository, max_body_bytes=4096)) as http:
         response = await http.post("/v1/models/tiny_bi/predict", content=endless())
         assert response.status_code == 413
         assert "4096" in response.json()["error"]
@@ -105,7 +108,7 @@ async def test_wrong_types_in_v2_header_are_4xx(client: httpx.AsyncClient) -> No
 
 
 async def test_api_key_guards_inference_and_metadata_not_health(model_repository: Path) -> None:
-    settings = small_settings(model_repository, api_key=KEY)
+    settings = tiny_settings(model_repository, api_key=KEY)
     async with app_client(settings) as http:
         body = {"sequences": [[STEP]]}
         for path in ("/v1/models", "/v2/models/tiny_bi", "/openapi.json"):
@@ -127,7 +130,7 @@ async def test_api_key_guards_inference_and_metadata_not_health(model_repository
 
 
 async def test_api_key_can_guard_health_and_metrics_too(model_repository: Path) -> None:
-    settings = small_settings(
+    settings = tiny_settings(
         model_repository, api_key=KEY, api_key_protects_health=True, api_key_protects_metrics=True
     )
     async with app_client(settings) as http:
@@ -138,15 +141,15 @@ async def test_api_key_can_guard_health_and_metrics_too(model_repository: Path) 
 
 
 def test_the_key_never_appears_in_settings_output() -> None:
-    settings = small_settings(Path("."), api_key=KEY)
+    settings = tiny_settings(Path("."), api_key=KEY)
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
 
 
 async def test_a_client_that_disconnects_has_its_queued_work_dropped(
     model_repository: Path,
 ) -> None:
-    gate, made = threading.Event(), []
-    settings = small_settings(model_repository, concurrent_batches=1, warmup=False)
+    gate, made = threading.Event(), list[GatedRuntime]()
+    settings = tiny_settings(model_repository, concurrent_batches=1, warmup=False)
     async with app_client(settings, gated_factory(gate, made)) as http:
         app = http._transport.app  # type: ignore[attr-defined]
         runtime = next(r for r in made if r.spec.name == "tiny_bi")
@@ -243,7 +246,7 @@ async def test_unknown_model_names_do_not_grow_the_metrics(client: httpx.AsyncCl
 
 
 def test_an_empty_api_key_means_no_key() -> None:
-    assert small_settings(Path("."), api_key="  ").api_key is None
+    assert tiny_settings(Path("."), api_key="  ").api_key is None
 
 
 async def test_a_body_slower_than_the_deadline_gets_504(model_repository: Path) -> None:
@@ -254,7 +257,7 @@ async def test_a_body_slower_than_the_deadline_gets_504(model_repository: Path) 
         await never.wait()  # the rest never comes
         yield b"]}"
 
-    settings = small_settings(model_repository, request_timeout_s=0.2)
+    settings = tiny_settings(model_repository, request_timeout_s=0.2)
     async with app_client(settings) as http:
         response = await http.post("/v1/models/tiny_bi/predict", content=trickle())
         assert response.status_code == 504
@@ -272,7 +275,7 @@ async def test_bytes_of_bodies_held_at_once_are_bounded(model_repository: Path) 
     """While one upload holds 4,000 bytes of a 6,000-byte budget, a body that would not fit
     gets 429 with Retry-After before it is read, one that fits is served, and once the first
     is decoded its bytes are free again."""
-    settings = small_settings(model_repository, max_body_bytes=4096, max_buffered_body_bytes=6000)
+    settings = tiny_settings(model_repository, max_body_bytes=4096, max_buffered_body_bytes=6000)
     held = _predict_body(4000)
     first_part_sent, finish = asyncio.Event(), asyncio.Event()
 
@@ -302,4 +305,4 @@ async def test_bytes_of_bodies_held_at_once_are_bounded(model_repository: Path) 
 
 def test_the_body_budget_must_hold_the_largest_body(model_repository: Path) -> None:
     with pytest.raises(ValueError, match="max_buffered_body_bytes"):
-        small_settings(model_repository, max_body_bytes=8192, max_buffered_body_bytes=4096)
+        tiny_settings(model_repository, max_body_bytes=8192, max_buffered_body_bytes=4096)

@@ -1,50 +1,26 @@
-"""What one request may make the server build and send: the padded length ``T`` of a V2 batch,
-per-step outputs trimmed to the real lengths, the response-size cap (checked before any
-compute), and large bodies decoded in a codec process, off the event loop."""
+"""What one request may make the server build and send, across the service through its ASGI app
+(``service.api.validation``, ``service.api.v2_codec``, ``service.settings``): the padded length
+``T`` of a V2 batch, per-step outputs trimmed to the real lengths, and the response-size cap
+(checked before any compute). Large bodies decoded off the event loop: ``api/test_offload.py``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import orjson
 import pytest
 
-from tests.service.conftest import (
-    FEATURES,
-    GatedRuntime,
-    Reference,
-    app_client,
-    gated_factory,
-    small_settings,
-)
+from tests.support.ort_reference import Reference
+from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.tiny_repository import FEATURES, tiny_settings
+from tests.support.v2_bodies import v2_json
 
 pytestmark = pytest.mark.anyio
 TOL = 1e-5
 WIDTH = 16  # per-step output width D of tiny_bi: 2 directions x 8
-
-
-def v2_json(batch: np.ndarray, lengths: list[int] | None = None, **extra: Any) -> dict[str, Any]:
-    inputs: list[dict[str, Any]] = [
-        {
-            "name": "inputs",
-            "shape": list(batch.shape),
-            "datatype": "FP32",
-            "data": batch.ravel().tolist(),
-        }
-    ]
-    if lengths is not None:
-        inputs.append(
-            {"name": "lengths", "shape": [len(lengths)], "datatype": "INT32", "data": lengths}
-        )
-    return {"inputs": inputs, **extra}
 
 
 def binary_request(steps: int, lengths: list[int]) -> tuple[bytes, dict[str, str]]:
@@ -127,7 +103,7 @@ def _runtime(made: list[GatedRuntime], name: str) -> GatedRuntime:
 async def test_v2_response_over_the_cap_is_422_before_any_compute(model_repository: Path) -> None:
     gate, made = threading.Event(), list[GatedRuntime]()
     gate.set()  # runs are not held: the test only counts them
-    settings = small_settings(model_repository, max_response_bytes=4096, warmup=False)
+    settings = tiny_settings(model_repository, max_response_bytes=4096, warmup=False)
     async with app_client(settings, gated_factory(gate, made)) as http:
         batch = np.zeros((2, 10, FEATURES), np.float32)
         # 2 x 10 x 16 values: ~5.8 kB estimated as JSON, ~1.7 kB as binary.
@@ -151,7 +127,7 @@ async def test_v1_outputs_over_the_response_cap_are_422_before_any_compute(
 ) -> None:
     gate, made = threading.Event(), list[GatedRuntime]()
     gate.set()
-    settings = small_settings(model_repository, max_response_bytes=8192, warmup=False)
+    settings = tiny_settings(model_repository, max_response_bytes=8192, warmup=False)
     async with app_client(settings, gated_factory(gate, made)) as http:
         sequences = [[[0.1] * FEATURES] * 100] * 2
         body = {"sequences": sequences, "return": ["label", "outputs"]}
@@ -169,7 +145,7 @@ async def test_v1_per_step_outputs_of_256_sequences_of_1000_steps_are_refused_by
     model_repository: Path,
 ) -> None:
     # Within every input limit, this used to build a ~784 MB JSON response (issue 11).
-    settings = small_settings(model_repository, max_sequence_length=1000, max_batch_tokens=16384)
+    settings = tiny_settings(model_repository, max_sequence_length=1000, max_batch_tokens=16384)
     assert settings.max_response_bytes == 64 * 1024 * 1024  # the default
     step = b"[" + b",".join([b"0.1"] * FEATURES) + b"]"
     sequence = b"[" + b",".join([step] * 1000) + b"]"
@@ -179,119 +155,3 @@ async def test_v1_per_step_outputs_of_256_sequences_of_1000_steps_are_refused_by
         assert response.status_code == 422, response.text[:500]
         assert response.json()["error_type"] == "response_too_large"
         assert str(64 * 1024 * 1024) in response.json()["error"]
-
-
-# -- large bodies are decoded in a codec process ---------------------------------------------------
-def _large_v1_body(rng: np.random.Generator, sequences: int = 64, steps: int = 100) -> bytes:
-    data = np.round(rng.standard_normal((sequences, steps, FEATURES)), 4).astype(np.float32)
-    return orjson.dumps({"sequences": data.tolist(), "return": ["probabilities"]})
-
-
-async def test_a_large_body_is_decoded_off_the_event_loop(
-    model_repository: Path, reference: Reference
-) -> None:
-    rng = np.random.default_rng(11)
-    body = _large_v1_body(rng)
-    assert len(body) > 64 * 1024
-    settings = small_settings(model_repository, codec_offload_min_bytes=64 * 1024)
-    async with app_client(settings) as http:
-        offload = http._transport.app.state.context.offload  # type: ignore[attr-defined]
-        assert offload.pids == []  # started on first use
-        first = await http.post("/v1/models/tiny_bi/predict", content=body)
-        assert first.status_code == 200, first.text
-        (pid,) = offload.pids
-        sequences = orjson.loads(body)["sequences"]
-        for result, sequence in zip(first.json()["results"], sequences, strict=True):
-            expected = reference.run("tiny_bi", np.array(sequence, np.float32))
-            np.testing.assert_allclose(result["probabilities"], expected["probs"], atol=TOL)
-
-        os.kill(pid, signal.SIGSTOP)  # the codec process cannot make progress now
-        try:
-            large = asyncio.ensure_future(http.post("/v1/models/tiny_bi/predict", content=body))
-            small = await http.post(
-                "/v1/models/tiny_bi/predict", json={"sequences": [[[0.1] * FEATURES]]}
-            )
-            assert small.status_code == 200  # answered while the large body waits for decoding
-            assert not large.done()
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        assert (await large).json() == first.json()
-        assert offload.pids == [pid]
-
-
-async def test_a_codec_call_past_the_deadline_is_504_and_its_process_replaced(
-    model_repository: Path,
-) -> None:
-    body = _large_v1_body(np.random.default_rng(12))
-    settings = small_settings(
-        model_repository, codec_offload_min_bytes=64 * 1024, request_timeout_s=5.0
-    )
-    async with app_client(settings) as http:
-        offload = http._transport.app.state.context.offload  # type: ignore[attr-defined]
-        assert (await http.post("/v1/models/tiny_bi/predict", content=body)).status_code == 200
-        (stuck,) = offload.pids
-        os.kill(stuck, signal.SIGSTOP)
-        try:
-            response = await http.post("/v1/models/tiny_bi/predict", content=body)
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # killed, as it should be
-                os.kill(stuck, signal.SIGCONT)
-        assert response.status_code == 504, response.text
-        assert offload.pids == []  # the stuck process was killed
-        assert (await http.post("/v1/models/tiny_bi/predict", content=body)).status_code == 200
-        assert offload.pids and offload.pids != [stuck]
-
-
-async def test_a_codec_process_that_died_while_idle_is_replaced(model_repository: Path) -> None:
-    body = _large_v1_body(np.random.default_rng(13))
-    settings = small_settings(model_repository, codec_offload_min_bytes=64 * 1024)
-    async with app_client(settings) as http:
-        offload = http._transport.app.state.context.offload  # type: ignore[attr-defined]
-        assert (await http.post("/v1/models/tiny_bi/predict", content=body)).status_code == 200
-        (dead,) = offload.pids
-        os.kill(dead, signal.SIGKILL)
-        os.waitid(os.P_PID, dead, os.WEXITED | os.WNOWAIT)  # it has exited (not reaped)
-        assert (await http.post("/v1/models/tiny_bi/predict", content=body)).status_code == 200
-        assert offload.pids and offload.pids != [dead]
-
-
-async def test_decoding_and_encoding_in_a_codec_process_answer_as_inline(
-    model_repository: Path, reference: Reference
-) -> None:
-    settings = small_settings(model_repository, codec_offload_min_bytes=0)  # every body
-    rng = np.random.default_rng(14)
-    batch = rng.standard_normal((2, 6, FEATURES)).astype(np.float32)
-    async with app_client(settings) as http:
-        offload = http._transport.app.state.context.offload  # type: ignore[attr-defined]
-        body = v2_json(
-            batch,
-            [6, 4],
-            outputs=[{"name": "outputs"}, {"name": "probs", "parameters": {"binary_data": True}}],
-        )
-        response = await http.post("/v2/models/tiny_bi/infer", json=body)
-        assert response.status_code == 200, response.text
-        assert len(offload.pids) == 1
-        split = int(response.headers["Inference-Header-Content-Length"])
-        steps_meta, probs_meta = orjson.loads(response.content[:split])["outputs"]
-        probs = np.frombuffer(response.content[split:], "<f4").reshape(probs_meta["shape"])
-        steps = np.array(steps_meta["data"], np.float32).reshape(steps_meta["shape"])
-        for b, length in enumerate([6, 4]):
-            expected = reference.run("tiny_bi", batch[b, :length])
-            np.testing.assert_allclose(probs[b], expected["probs"], atol=TOL)
-            np.testing.assert_allclose(steps[b, :length], expected["outputs"], atol=TOL)
-        v1 = {"sequences": [batch[1, :4].tolist()], "return": ["logits", "outputs"]}
-        result = (await http.post("/v1/models/tiny_bi/predict", json=v1)).json()["results"][0]
-        expected = reference.run("tiny_bi", batch[1, :4])
-        np.testing.assert_allclose(result["logits"], expected["logits"], atol=TOL)
-        np.testing.assert_allclose(result["outputs"], expected["outputs"], atol=TOL)
-
-        # Errors raised there reach the client as they would from here.
-        bad = {"sequences": [[[0.1] * FEATURES] * 301]}
-        response = await http.post("/v1/models/tiny_bi/predict", json=bad)
-        assert response.status_code == 422
-        assert response.json() == {
-            "error": "sequences[0] has 301 steps; the limit is 300",
-            "error_type": "invalid_input",
-        }
-        response = await http.post("/v2/models/tiny_bi/infer", content=b"{")
-        assert response.status_code == 400 and "not valid JSON" in response.json()["error"]

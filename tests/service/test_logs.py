@@ -1,5 +1,6 @@
-"""Logs: text on a terminal, JSON otherwise (``log_format=auto``, the default), either when
-set; uvicorn's ``color_message`` (its message again, with ANSI colour codes) never shows."""
+"""Logs (``service.logs``): text on a terminal, JSON otherwise (``log_format=auto``, the
+default), either when set; uvicorn's ``color_message`` (its message again, with ANSI colour
+codes) never shows."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ import pytest
 
 from service.logs import configure_logging
 from service.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.servers import ROOT
 
 
 class Terminal(io.StringIO):

@@ -10,8 +10,13 @@ another test module or a conftest; fixtures live in the ``conftest.py`` files.
 * ``tiny_repository``: what the shared ``model_repository`` fixture exports, and the service's
   settings over it; ``asgi``: an app reached over its ASGI interface; ``pools``: the load
   tester's request pools for the tiny model (``tests/loadtest``, ``tests/bench``).
-* ``servers``: ``python -m service`` as a real process on a free port (``tests/export``,
-  ``tests/loadtest``).
+* ``servers``: ``python -m service`` as a real process on a free port, and what a test reads
+  back from one (``tests/export``, ``tests/loadtest``, ``tests/service``); ``wide_model``: a
+  model slow enough to keep a queue, and the load that fills it (``tests/service``).
+* ``service_app``: the service's app reached over ASGI, and a real runtime held at a gate;
+  ``ort_reference``: each sequence run alone through in-process ORT, what the service must
+  answer; ``fake_runtime``: a fake runtime and a batcher over it (``tests/service/batching``);
+  ``v2_bodies``: V2 request bodies in JSON (``tests/service``).
 * ``deploy``: the Dockerfile, compose files and ``.dockerignore`` read for ``tests/deploy``;
   ``constraints``: pip constraints files read back as pins (``tests/deploy``,
   ``tests/test_readme.py``).

@@ -1,5 +1,6 @@
 """``python -m service`` as a real process on a free port, for the tests that need a server over
-TCP (end to end, the load tester, ``export.from_tf``'s served model).
+TCP (end to end, processes and workers, the load tester, ``export.from_tf``'s served model), and
+what those tests read back from one (``metric``, ``poll``).
 
 ``bench.servers.RunningServer`` does the same job for the benchmarks; the tests keep their own so
 that no package's tests depend on ``bench``.
@@ -7,17 +8,22 @@ that no package's tests depend on ``bench``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -32,13 +38,22 @@ class Server:
     """``python -m service`` over ``repo`` on a free port of 127.0.0.1 (``url``), on the CPU with
     one warm-up shape and text logs, plus ``flags``; ready (``/v2/health/ready`` answered 200)
     once the constructor returns. ``log_level`` adds ``--log-level``; by default the service's
-    own. The process's stdout and stderr are kept for ``stop()``.
+    own. ``env`` is added to this process's environment for the server's. The process's stdout
+    and stderr are kept for ``stop()``.
 
-    ``stop()`` sends SIGTERM and returns what the server printed; it may also be called after the
-    test has stopped the process itself.
+    The server runs in a process group of its own, so that ``kill()`` ends its workers too
+    (``--workers``). ``stop()`` sends SIGTERM and returns what the server printed; it may also be
+    called after the test has stopped the process itself. ``process.returncode`` is its exit
+    status then.
     """
 
-    def __init__(self, repo: Path, *flags: str, log_level: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        *flags: str,
+        log_level: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -53,7 +68,13 @@ class Server:
             *flags,
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env} if env else None,
+            start_new_session=True,  # its own process group: kill() ends its workers too
         )
         self._wait_ready(READY_TIMEOUT_S)
 
@@ -70,19 +91,55 @@ class Server:
             time.sleep(0.05)  # polling a readiness condition, bounded by the deadline
         raise RuntimeError(f"server did not become ready in {timeout_s:g} s:\n{self.stop()}")
 
-    def stop(self) -> str:
-        """SIGTERM; what the server printed. A server still running 30 s later is killed and
-        the test fails (``RuntimeError``): shutting down is part of what is tested."""
+    def metrics(self) -> str:
+        """What ``/metrics`` says now (Prometheus text)."""
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def stop(self, timeout_s: float = 30.0) -> str:
+        """SIGTERM; what the server printed. A server still running ``timeout_s`` later is
+        killed and the test fails (``RuntimeError``): shutting down is part of what is tested."""
         hung = False
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 hung = True
-                self.process.kill()
-                self.process.wait(10)
+                self.kill()
         output = self.process.stdout.read() if self.process.stdout else ""
         if hung:
-            raise RuntimeError(f"server still running 30 s after SIGTERM (killed):\n{output}")
+            raise RuntimeError(
+                f"server still running {timeout_s:g} s after SIGTERM (killed):\n{output}"
+            )
         return output
+
+    def kill(self) -> None:
+        """SIGKILL to whatever is left of the server (its process group: the supervisor and its
+        workers), for a test's clean-up; nothing if it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+
+def metric(text: str, name: str, default: float | None = None) -> float:
+    """The value of the series ``name`` (labels included, as Prometheus prints them:
+    ``lstm_queue_depth{model="wide"}``) in the metrics ``text``; ``default`` if it is not there
+    yet (a labelled series appears with its first value), else ``AssertionError``."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    if default is not None:
+        return default
+    raise AssertionError(f"{name} not in metrics")
+
+
+def poll(condition: Callable[[], T], timeout_s: float, what: str) -> T:
+    """``condition()``'s first true value, polled until ``timeout_s`` (a bounded deadline);
+    ``AssertionError`` naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)  # polling an observable condition, bounded by the deadline
+    raise AssertionError(f"timed out waiting for {what}")

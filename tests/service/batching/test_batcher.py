@@ -1,95 +1,26 @@
-"""The dynamic batcher with a fake runtime: flushing, grouping, isolation, cancellation,
-supervision and draining. Runs are held back with events, never with sleeps."""
+"""The dynamic batcher (``service.batching.batcher``) with a fake runtime: flushing, grouping,
+isolation, cancellation, supervision and draining. Runs are held back with events, never with
+sleeps. Admission under load: ``test_batcher_admission.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from service.batching import batcher as batcher_module
-from service.batching.batcher import DynamicBatcher
-from service.batching.formation import BatchPolicy
 from service.errors import BatchFailed, DeadlineExceeded, Overloaded, Unavailable
+from tests.support.fake_runtime import (
+    FEATURES,
+    FakeRunner,
+    held_batcher,
+    make_batcher,
+    seq,
+    started,
+    submit,
+)
 
 pytestmark = pytest.mark.anyio
-
-FEATURES = 3
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class FakeRunner:
-    """Returns each sequence's sum and length; records every batch's lengths.
-
-    ``gate`` (when set) holds every run until released; ``poison`` fails any batch holding a
-    sequence whose first value is negative.
-    """
-
-    def __init__(self, gated: bool = False) -> None:
-        self.batches: list[list[int]] = []
-        self.gate = threading.Event()
-        if not gated:
-            self.gate.set()
-        self.started = threading.Semaphore(0)
-
-    def run_batch(
-        self,
-        sequences: Sequence[np.ndarray],
-        initial_states: Sequence[Mapping[str, np.ndarray] | None],
-        output_names: Iterable[str],
-    ) -> list[dict[str, np.ndarray]]:
-        self.started.release()
-        assert self.gate.wait(10), "test never released the gate"
-        self.batches.append([len(s) for s in sequences])
-        if any(s[0, 0] < 0 for s in sequences):
-            raise RuntimeError("poisoned batch")
-        return [{"sum": np.array(s.sum()), "length": np.array(len(s))} for s in sequences]
-
-
-def seq(length: int, value: float = 1.0) -> np.ndarray:
-    return np.full((length, FEATURES), value, dtype=np.float32)
-
-
-def make_batcher(
-    runner: FakeRunner,
-    *,
-    size: int = 64,
-    tokens: int = 100_000,
-    efficiency: float = 0.0,
-    wait_s: float = 10.0,
-    queue: int = 1000,
-    slots: int = 1,
-) -> DynamicBatcher:
-    batcher = DynamicBatcher(
-        runner,
-        ThreadPoolExecutor(slots),
-        BatchPolicy(size, tokens, efficiency),
-        max_batch_wait_s=wait_s,
-        max_queue=queue,
-        concurrent_batches=slots,
-    )
-    batcher.start()
-    return batcher
-
-
-def submit(batcher: DynamicBatcher, *sequences: np.ndarray, deadline_s: float = 60.0):
-    return batcher.submit(
-        list(sequences), [None] * len(sequences), frozenset({"sum"}), time.monotonic() + deadline_s
-    )
-
-
-async def started(runner: FakeRunner) -> None:
-    """Wait until the runner has begun a run (it signals from its thread)."""
-    assert await asyncio.to_thread(runner.started.acquire, True, 10)
 
 
 async def test_dispatches_at_once_when_idle_even_with_a_long_max_wait() -> None:
@@ -102,10 +33,8 @@ async def test_dispatches_at_once_when_idle_even_with_a_long_max_wait() -> None:
 
 
 async def test_flushes_on_size_while_busy_and_each_gets_its_own_result() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, size=4)
-    first = submit(batcher, seq(3, 0.5))
-    await started(runner)  # the first batch holds the only slot
+    # the first batch holds the only slot
+    runner, batcher, first = await held_batcher(seq(3, 0.5), size=4)
     futures = [submit(batcher, seq(3, float(k)))[0] for k in range(10)]
     runner.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*first, *futures), 5)
@@ -115,10 +44,8 @@ async def test_flushes_on_size_while_busy_and_each_gets_its_own_result() -> None
 
 
 async def test_flushes_on_max_wait_into_a_free_slot() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, slots=2, wait_s=0.02)
-    blocked = submit(batcher, seq(2))
-    await started(runner)  # slot 1 busy, slot 2 free: the next item may wait up to 20 ms
+    # slot 1 busy, slot 2 free: the next item may wait up to 20 ms
+    runner, batcher, blocked = await held_batcher(seq(2), slots=2, wait_s=0.02)
     waiting = submit(batcher, seq(5))
     await started(runner)  # it was dispatched after the wait, while slot 1 is still held
     assert not blocked[0].done()
@@ -128,10 +55,7 @@ async def test_flushes_on_max_wait_into_a_free_slot() -> None:
 
 
 async def test_token_budget_bounds_batches() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, tokens=100)
-    first = submit(batcher, seq(30))
-    await started(runner)
+    runner, batcher, first = await held_batcher(seq(30), tokens=100)
     rest = submit(batcher, *[seq(30) for _ in range(6)])
     runner.gate.set()
     await asyncio.wait_for(asyncio.gather(*first, *rest), 5)
@@ -139,10 +63,7 @@ async def test_token_budget_bounds_batches() -> None:
 
 
 async def test_groups_waiting_sequences_by_length() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, efficiency=0.8)
-    first = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, first = await held_batcher(efficiency=0.8)
     rest = submit(batcher, *[seq(n) for n in (5, 100, 6, 101, 7, 102)])
     runner.gate.set()
     await asyncio.wait_for(asyncio.gather(*first, *rest), 5)
@@ -150,10 +71,7 @@ async def test_groups_waiting_sequences_by_length() -> None:
 
 
 async def test_a_failing_batch_fails_only_its_own_requests() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, efficiency=0.9)
-    first = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, first = await held_batcher(efficiency=0.9)
     good = submit(batcher, seq(50), seq(51))
     bad = submit(batcher, seq(5, -1.0))  # its own length group, so its own batch
     runner.gate.set()
@@ -166,10 +84,7 @@ async def test_a_failing_batch_fails_only_its_own_requests() -> None:
 
 
 async def test_cancelled_items_are_dropped_before_running() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner)
-    first = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, first = await held_batcher()
     gone, kept = submit(batcher, seq(40), seq(41))
     gone.cancel()  # as when the client disconnects or its deadline passes
     runner.gate.set()
@@ -178,10 +93,7 @@ async def test_cancelled_items_are_dropped_before_running() -> None:
 
 
 async def test_items_past_their_deadline_fail_with_504_without_running() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner)
-    first = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, first = await held_batcher()
     (late,) = submit(batcher, seq(9), deadline_s=-1.0)
     runner.gate.set()
     with pytest.raises(DeadlineExceeded):
@@ -191,10 +103,7 @@ async def test_items_past_their_deadline_fail_with_504_without_running() -> None
 
 
 async def test_full_queue_rejects_a_whole_request_and_keeps_what_was_accepted() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, queue=3)
-    first = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, first = await held_batcher(queue=3)
     accepted = submit(batcher, seq(2), seq(3))
     with pytest.raises(Overloaded) as raised:
         submit(batcher, seq(4), seq(5))
@@ -206,10 +115,8 @@ async def test_full_queue_rejects_a_whole_request_and_keeps_what_was_accepted() 
 
 
 async def test_a_dead_batcher_fails_waiting_work_and_refuses_new(monkeypatch) -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, slots=2)  # a free slot: the next item goes to formation
-    first = submit(batcher, seq(1))
-    await started(runner)
+    # a free slot: the next item goes to formation
+    runner, batcher, first = await held_batcher(slots=2)
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("formation bug")
@@ -227,10 +134,7 @@ async def test_a_dead_batcher_fails_waiting_work_and_refuses_new(monkeypatch) ->
 
 
 async def test_close_finishes_accepted_work_then_refuses() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, size=2)
-    futures = submit(batcher, seq(1))
-    await started(runner)
+    runner, batcher, futures = await held_batcher(size=2)
     futures += submit(batcher, seq(2), seq(3), seq(4))
     closing = asyncio.ensure_future(batcher.close(drain_timeout_s=10))
     await asyncio.sleep(0)  # let close() begin: new work is refused from here on

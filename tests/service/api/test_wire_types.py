@@ -1,4 +1,5 @@
-"""Values on the wire are what they say they are: integers are not wrapped, booleans are not
+"""Values on the wire are what they say they are, in both APIs (``service.api.validation`` and
+``service.api.v2_codec``, through the ASGI app): integers are not wrapped, booleans are not
 numbers, flags are booleans, datatypes are the ones the metadata gives, and NaN is not JSON."""
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import orjson
 import pytest
 
 from service.api.v2_codec import DATATYPES
-from tests.service.conftest import FEATURES
+from tests.support.tiny_repository import FEATURES
+from tests.support.v2_bodies import tensor
 
 pytestmark = pytest.mark.anyio
 STEP = [0.5] * FEATURES
 V1 = "/v1/models/tiny_bi/predict"
 V2 = "/v2/models/tiny_bi/infer"
-
-
-def tensor(name: str, shape: list[int], datatype: str, data: Any) -> dict[str, Any]:
-    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
 def batch_of_two(lengths: Any, datatype: str = "INT32", steps: int = 3) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""Model discovery: only ``name/version/model.onnx`` inside the repository, valid names only."""
+"""Model discovery (``service.runtime.repository``): only ``name/version/model.onnx`` inside the
+repository, valid names only; what is skipped is logged, and stops no model of the app."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
 from service.runtime.repository import discover, valid_model_name
+from tests.support.service_app import app_client
+from tests.support.tiny_repository import FEATURES, tiny_settings
 
 
 def touch(path: Path) -> Path:
@@ -83,3 +87,20 @@ def test_an_unreadable_model_folder_is_skipped_and_the_others_load(
     with caplog.at_level(logging.WARNING, logger="service.runtime.repository"):
         assert [m.name for m in discover(tmp_path)] == ["open"]
     assert "locked" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_stray_version_folder_stops_no_model(
+    model_repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repository, repo)
+    (repo / "tiny_bi" / "²").mkdir()  # "²".isdigit() is true; int("²") raised at start-up
+    with caplog.at_level(logging.WARNING, logger="service.runtime.repository"):
+        async with app_client(tiny_settings(repo, warmup=False)) as http:
+            assert (await http.get("/v2/health/ready")).status_code == 200
+            ok = await http.post(
+                "/v1/models/tiny_bi/predict", json={"sequences": [[[0.1] * FEATURES]]}
+            )
+            assert ok.status_code == 200
+    assert "²" in caplog.text

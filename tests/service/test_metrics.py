@@ -1,4 +1,5 @@
-"""Metrics summed across worker processes: a worker that died without cleaning up (``kill -9``)
+"""Prometheus metrics (``service.metrics``): what the app reports for its batches, and metrics
+summed across worker processes, where a worker that died without cleaning up (``kill -9``)
 keeps its counters in the sum but not its live gauges (queue depth, readiness)."""
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.metrics import ServiceMetrics
+from tests.support.servers import ROOT
+from tests.support.tiny_repository import FEATURES
 
-ROOT = Path(__file__).resolve().parents[2]
+STEP = [0.1] * FEATURES
 WORKER = """
 import sys
 from service.metrics import ServiceMetrics
@@ -25,6 +29,23 @@ metrics.requests.labels("bilstm", "v1", "200").inc()
 print("ready", flush=True)
 sys.stdin.read()  # serve until told to stop
 """
+
+
+@pytest.mark.anyio
+async def test_metrics_report_batches_padding_and_provider(client: httpx.AsyncClient) -> None:
+    body = {"sequences": [[STEP] * n for n in (3, 5)]}
+    assert (await client.post("/v1/models/tiny_bi/predict", json=body)).status_code == 200
+    await client.post("/v1/models/tiny_bi/predict", json={"sequences": []})
+    text = (await client.get("/metrics")).text
+    assert 'lstm_requests_total{model="tiny_bi",protocol="v1",status="200"} 1.0' in text
+    assert 'lstm_requests_total{model="tiny_bi",protocol="v1",status="422"} 1.0' in text
+    assert 'lstm_sequences_total{model="tiny_bi"} 2.0' in text
+    assert 'lstm_batch_real_steps_total{model="tiny_bi"} 8.0' in text
+    assert 'lstm_batch_size_count{model="tiny_bi"}' in text
+    assert "lstm_batch_padding_efficiency_bucket" in text
+    assert (
+        'lstm_model_info{model="tiny_bi",provider="CPUExecutionProvider",version="1"} 1.0' in text
+    )
 
 
 @pytest.fixture

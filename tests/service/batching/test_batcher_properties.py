@@ -1,36 +1,17 @@
-"""Property: whatever the arrival order, lengths, batch limits and cancellations, every request
-gets exactly its own results, and cancelled sequences never run."""
+"""A property of the dynamic batcher (``service.batching.batcher``, hypothesis, with the fake
+runtime): whatever the arrival order, lengths, batch limits and cancellations, every request
+gets exactly its own results, cancelled sequences never run, and nothing runs twice."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.batching.batcher import DynamicBatcher
-from service.batching.formation import BatchPolicy
-
-
-class EchoRunner:
-    """Returns each sequence's identity (its first value) and length; records what ran."""
-
-    def __init__(self) -> None:
-        self.ran: list[float] = []
-
-    def run_batch(
-        self,
-        sequences: Sequence[np.ndarray],
-        initial_states: Sequence[Mapping[str, np.ndarray] | None],
-        output_names: Iterable[str],
-    ) -> list[dict[str, np.ndarray]]:
-        self.ran.extend(float(s[0, 0]) for s in sequences)
-        return [{"id": np.array(s[0, 0]), "length": np.array(len(s))} for s in sequences]
-
+from tests.support.fake_runtime import FakeRunner, make_batcher
 
 requests_strategy = st.lists(
     st.lists(st.integers(1, 60), min_size=1, max_size=6),  # lengths of one request's sequences
@@ -59,16 +40,16 @@ def test_every_request_gets_exactly_its_own_results(
     yields: list[int],
 ) -> None:
     async def scenario() -> None:
-        runner = EchoRunner()
-        batcher = DynamicBatcher(
+        runner = FakeRunner()  # returns each sequence's first value: its id here
+        batcher = make_batcher(
             runner,
-            ThreadPoolExecutor(slots),
-            BatchPolicy(max_batch, tokens, efficiency),
-            max_batch_wait_s=0.001,
-            max_queue=10_000,
-            concurrent_batches=slots,
+            size=max_batch,
+            tokens=tokens,
+            efficiency=efficiency,
+            wait_s=0.001,
+            queue=10_000,
+            slots=slots,
         )
-        batcher.start()
         submitted = []
         next_id = 0
         for k, lengths in enumerate(requests):
@@ -78,7 +59,7 @@ def test_every_request_gets_exactly_its_own_results(
                 next_id += 1
             ids = [float(s[0, 0]) for s in sequences]
             futures = batcher.submit(
-                sequences, [None] * len(sequences), frozenset({"id"}), time.monotonic() + 60
+                sequences, [None] * len(sequences), frozenset({"first"}), time.monotonic() + 60
             )
             if k in cancel:
                 for future in futures:
@@ -90,7 +71,7 @@ def test_every_request_gets_exactly_its_own_results(
             if cancelled:
                 continue
             results = await asyncio.wait_for(asyncio.gather(*futures), 10)
-            assert [float(r["id"]) for r in results] == ids
+            assert [float(r["first"]) for r in results] == ids
             assert [int(r["length"]) for r in results] == lengths
         await batcher.close(drain_timeout_s=10)
         cancelled_ids = {i for ids, _, _, c in submitted if c for i in ids}

@@ -1,26 +1,20 @@
-"""Admission and accounting under load: ``max_queue`` counts only live waiting sequences (not
-those whose request was cancelled or timed out while every batch slot was busy), a cancelled
-request is counted as 499 (never 200), and a stray folder in the repository stops nothing."""
+"""Admission and accounting under load (``service.batching.batcher``, and the app around it):
+``max_queue`` counts only live waiting sequences (not those whose request was cancelled or
+timed out while every batch slot was busy), and a cancelled request is counted as 499 (never
+200)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
 from service.errors import Overloaded
-from tests.service.conftest import (
-    FEATURES,
-    GatedRuntime,
-    app_client,
-    gated_factory,
-    small_settings,
-)
-from tests.service.test_batcher import FakeRunner, make_batcher, seq, started, submit
+from tests.support.fake_runtime import held_batcher, seq, submit
+from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +30,8 @@ async def settle() -> None:
 
 
 async def test_cancelled_items_free_their_queue_places_while_every_slot_is_busy() -> None:
-    runner = FakeRunner(gated=True)
-    batcher = make_batcher(runner, queue=3, slots=1)
-    first = submit(batcher, seq(1))
-    await started(runner)  # the only slot is busy: the forming task waits for it
+    # the only slot is busy: the forming task waits for it
+    runner, batcher, first = await held_batcher(queue=3, slots=1)
     gone = submit(batcher, seq(2), seq(3), seq(4))  # the queue is full
     await settle()  # the forming task saw them, and waits for the busy slot
     with pytest.raises(Overloaded):
@@ -63,7 +55,7 @@ async def test_requests_that_timed_out_in_the_queue_do_not_cause_429s(
     model_repository: Path,
 ) -> None:
     gate, made = threading.Event(), list[GatedRuntime]()
-    settings = small_settings(
+    settings = tiny_settings(
         model_repository,
         max_queue_sequences=2,
         concurrent_batches=1,
@@ -94,7 +86,7 @@ async def test_requests_that_timed_out_in_the_queue_do_not_cause_429s(
 
 async def test_a_cancelled_request_is_counted_as_499_not_200(model_repository: Path) -> None:
     gate, made = threading.Event(), list[GatedRuntime]()
-    settings = small_settings(model_repository, concurrent_batches=1, warmup=False)
+    settings = tiny_settings(model_repository, concurrent_batches=1, warmup=False)
     async with app_client(settings, gated_factory(gate, made)) as http:
         runtime = next(r for r in made if r.spec.name == "tiny_bi")
         # The ASGI transport runs the app in the caller's task: cancelling it cancels the
@@ -108,17 +100,3 @@ async def test_a_cancelled_request_is_counted_as_499_not_200(model_repository: P
         metrics = (await http.get("/metrics")).text
     counted = [line for line in metrics.splitlines() if line.startswith("lstm_requests_total{")]
     assert counted == ['lstm_requests_total{model="tiny_bi",protocol="v1",status="499"} 1.0']
-
-
-async def test_a_stray_version_folder_stops_no_model(
-    model_repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(model_repository, repo)
-    (repo / "tiny_bi" / "²").mkdir()  # "²".isdigit() is true; int("²") raised at start-up
-    with caplog.at_level(logging.WARNING, logger="service.runtime.repository"):
-        async with app_client(small_settings(repo, warmup=False)) as http:
-            assert (await http.get("/v2/health/ready")).status_code == 200
-            ok = await http.post(URL, json={"sequences": [[STEP]]})
-            assert ok.status_code == 200
-    assert "²" in caplog.text
