@@ -59,3 +59,18 @@ def test_a_cited_readme_section_exists(source: str, section: str) -> None:
     assert any(heading.startswith(wanted) for heading in headings), (
         f"{source} cites the README's {section!r}, which is not one of its headings"
     )
+
+
+README_TEST_FILE = re.compile(r"`((?:[\w]+/)*test_\w+\.py)`")
+
+
+def test_the_test_files_the_readme_cites_exist() -> None:
+    """The README names the tests that hold each guarantee, by their path under ``tests/`` or
+    under its section's package folder (``api/test_v2.py`` in the service's sections): each name
+    must be the end of a real test file's path."""
+    readme = (ROOT / "README.md").read_text()
+    tests = [str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")]
+    cited = sorted(set(README_TEST_FILE.findall(readme)))
+    assert cited, "the README cites no test file: the pattern is out of date"
+    missing = [c for c in cited if not any(t == c or t.endswith("/" + c) for t in tests)]
+    assert not missing, f"the README cites test files that do not exist: {missing}"
