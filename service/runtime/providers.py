@@ -61,6 +61,7 @@ def preload_cuda_libraries() -> bool:
         for line in printed.getvalue().splitlines():
             if line.strip():
                 log.info("preload_dlls: %s", line.strip())
+    log.info("CUDA/cuDNN libraries preloaded (onnxruntime.preload_dlls)")
     return True
 
 

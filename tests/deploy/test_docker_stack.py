@@ -54,6 +54,7 @@ BUILDS = {
     "runtime": "docker build -t lstm-serving:0.1.0 .",
     "loadtest": "docker build --target loadtest -t lstm-serving-loadtest:0.1.0 .",
     "lb": "docker build --target lb -t lstm-serving-lb:0.1.0 .",
+    "prometheus": "docker build --target prometheus -t lstm-serving-prometheus:0.1.0 .",
 }
 
 
@@ -314,6 +315,29 @@ def test_the_load_testers_container_profile_runs(cpu_stack: Stack) -> None:
     }
     assert run["requests"] > 0 and run["failed"] == 0 and not run["transport_errors"], run
     assert record["verification"]["passed"], record["verification"]
+
+
+def test_the_prometheus_profile_scrapes_the_server(cpu_stack: Stack) -> None:
+    """``--profile prometheus``: Debian's Prometheus finds ``server`` through Docker's DNS and
+    its scrape of /metrics is up."""
+    cpu_stack.env["PROMETHEUS_PUBLISHED_PORT"] = "0"
+    cpu_stack.compose("--profile", "prometheus", "up", "-d", "prometheus")
+    (prometheus,) = cpu_stack.containers("prometheus")
+    url = f"http://{cpu_stack.ip(prometheus)}:9090/api/v1/targets"
+    deadline = time.monotonic() + 60
+    targets: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                targets = json.loads(response.read())["data"]["activeTargets"]
+        except OSError:
+            targets = []  # not listening yet
+        if targets and all(t["health"] == "up" for t in targets):
+            break
+        time.sleep(1)  # polling Prometheus' own scrape state, bounded by the deadline
+    FIGURES["prometheus_targets"] = [(t["scrapeUrl"], t["health"]) for t in targets]
+    assert len(targets) == 1 and targets[0]["health"] == "up", targets
+    assert targets[0]["scrapeUrl"].endswith(":8000/metrics")
 
 
 def test_the_runtime_image_itself() -> None:
