@@ -125,7 +125,11 @@ class Stack:
             time.sleep(1)  # polling Docker's health state, bounded by the deadline
 
     def down(self) -> None:
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+        # With every profile: `down` leaves the containers of profiles it was not given.
+        profiles = ["--profile", "loadtest", "--profile", "prometheus"]
+        self.compose(
+            *profiles, "down", "--volumes", "--remove-orphans", "--timeout", "10", check=False
+        )
 
 
 # -- fixtures -----------------------------------------------------------------------------------
