@@ -2,16 +2,20 @@
 
 ``onnxruntime-gpu`` lists ``CUDAExecutionProvider`` as available even on a machine with no GPU,
 and a session asked for it there logs an error and silently runs on the CPU. So the choice is
-checked: no NVIDIA driver means CPU without trying; otherwise the session is created with CUDA
-(with ORT's own logging hushed for that attempt) and the providers it actually got are read back.
+checked: no NVIDIA driver means CPU without trying; otherwise the CUDA and cuDNN libraries are
+preloaded from the ``nvidia-*`` wheels where installed (``onnxruntime-gpu[cuda,cudnn]``: the
+image carries no system CUDA), the session is created with CUDA (with ORT's own logging hushed
+for that attempt) and the providers it actually got are read back.
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from functools import cache
 from typing import Literal
 
 import onnxruntime as ort
@@ -36,6 +40,31 @@ def nvidia_driver_present() -> bool:
     return True
 
 
+@cache
+def preload_cuda_libraries() -> bool:
+    """Load CUDA and cuDNN from the ``nvidia-*`` wheels before a CUDA session needs them.
+
+    ``onnxruntime.preload_dlls()`` (ORT's documented way for CUDA/cuDNN from PyPI) dlopens the
+    wheels' libraries globally, so the CUDA provider finds them without ``LD_LIBRARY_PATH``; where
+    the wheels are absent (a CPU-only image, or system CUDA) the default library paths still
+    apply. A failure is logged, never raised: the session creation that follows says whether CUDA
+    loaded. Once per process. Returns whether the preload ran without error.
+    """
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed):  # ORT prints what it loads and its warnings
+            ort.preload_dlls()
+    except Exception as error:  # noqa: BLE001 - any failure here must leave the CPU path working
+        log.warning("preloading the CUDA/cuDNN libraries failed: %s", error)
+        return False
+    finally:
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                log.info("preload_dlls: %s", line.strip())
+    log.info("CUDA/cuDNN libraries preloaded (onnxruntime.preload_dlls)")
+    return True
+
+
 # TF32 GEMMs (ORT's CUDA default) carry ~1e-3 relative error per step; over 200 steps of a
 # trained LSTM that grew to 3e-2 in probabilities on an H100 (bench/results). Exact FP32 costs
 # little here, since an LSTM's time goes to per-step launches rather than GEMM throughput.
@@ -52,7 +81,10 @@ def candidate_providers(preference: ProviderPreference) -> list[str]:
             "provider 'cuda' was asked for, but CUDA cannot load here (no onnxruntime-gpu "
             "CUDA provider or no NVIDIA driver); use --provider auto or cpu"
         )
-    return [CUDA, CPU] if cuda_possible else [CPU]
+    if not cuda_possible:
+        return [CPU]
+    preload_cuda_libraries()
+    return [CUDA, CPU]
 
 
 @contextmanager

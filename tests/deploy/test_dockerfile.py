@@ -25,7 +25,6 @@ from tests.support.deploy import (
 )
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PINNED_IMAGE = re.compile(r"^[\w./-]+:\d[\w.-]*$")  # name:tag, the tag starting with a version
 
 
 def test_hadolint_passes() -> None:
@@ -55,27 +54,69 @@ def test_hadolint_finds_what_it_should(tmp_path: Path) -> None:
 
 def test_the_only_hadolint_exception_is_apt_version_pins() -> None:
     ignored = re.findall(r"#\s*hadolint\s+ignore=(\S+)", DOCKERFILE.read_text())
-    assert ignored == ["DL3008"]  # why: the comment above the runtime stage's apt-get
+    # why: the comment at the top of the Dockerfile (one per apt-get: base, lb, prometheus)
+    assert set(ignored) == {"DL3008"}
 
 
-def test_stages_and_pinned_bases() -> None:
+def test_no_syntax_line_that_would_pull_a_frontend() -> None:
+    """The engine's built-in Dockerfile frontend has RUN --mount: no image to pull for it."""
+    assert not re.search(r"^#\s*syntax\s*=", DOCKERFILE.read_text(), re.MULTILINE)
+
+
+def test_stages_start_from_debian_alone() -> None:
+    """Every stage starts from debian:bookworm-slim or an earlier stage (``wheels``: from nothing,
+    ``scratch``), so a build needs no registry beyond that one image."""
     stages = dockerfile_stages()
-    assert list(stages) == ["build", "loadtest", "runtime"]  # runtime last: the default target
+    assert list(stages) == [
+        "base", "wheels", "build", "loadtest", "lb", "prometheus", "runtime",
+    ]  # fmt: skip  # runtime last: the default target
+    earlier: set[str] = set()
     for stage in stages.values():
-        assert PINNED_IMAGE.match(stage.base), f"{stage.name}: base {stage.base} is not pinned"
-    runtime = stages["runtime"].base
-    assert re.fullmatch(r"nvidia/cuda:13\.0\.\d+-cudnn-runtime-ubuntu24\.04", runtime), runtime
+        assert stage.base in {"debian:bookworm-slim", "scratch"} | earlier, stage.base
+        earlier.add(stage.name)
+    assert stages["wheels"].base == "scratch" and not stages["wheels"].instructions
+    for name in ("build", "loadtest", "runtime"):
+        assert stages[name].base == "base"  # Debian's python3 (3.11), venvs only
+    (install,) = stages["base"].all("RUN")
+    assert "apt-get install -y --no-install-recommends python3 python3-venv" in install.args
 
 
-def test_onnxruntime_gpu_matches_the_cuda_base() -> None:
-    """onnxruntime-gpu's CUDA build must match the image's CUDA major.minor (13.0)."""
+def test_cuda_and_cudnn_come_from_onnxruntime_gpu_wheels() -> None:
+    """No CUDA base image: onnxruntime-gpu's extras bring CUDA 13 and cuDNN 9 from PyPI, pinned
+    by the constraints (docker/lock.py), and the service preloads them."""
     import onnxruntime.capi.build_and_package_info as build_info
 
-    base = dockerfile_stages()["runtime"].base
-    cuda = re.search(r":(\d+\.\d+)\.", base).group(1)  # type: ignore[union-attr]
+    from service.runtime import providers
+
+    runtime = dockerfile_stages()["runtime"]
+    assert "ORT_EXTRAS=cuda,cudnn" in [i.args for i in runtime.all("ARG")]
     assert "onnxruntime-gpu==1.31.1" in PYPROJECT["project"]["dependencies"]
-    assert build_info.__version__ == "1.31.1"
-    assert build_info.cuda_version == cuda
+    assert build_info.__version__ == "1.31.1" and build_info.cuda_version.startswith("13.")
+    pins = (ROOT / "docker" / "constraints-runtime.txt").read_text()
+    assert re.search(r"^nvidia-cuda-runtime==13\.", pins, re.MULTILINE)
+    assert re.search(r"^nvidia-cudnn-cu13==9\.", pins, re.MULTILINE)
+    assert 'echo "onnxruntime-gpu[$ORT_EXTRAS]"' in INSTALL_RUNTIME.read_text()
+    assert "ort.preload_dlls()" in Path(providers.__file__).read_text()
+
+
+def test_builds_take_an_optional_ca_bundle_and_torch_wheelhouse() -> None:
+    stages = dockerfile_stages()
+    pip_runs = [
+        run.args
+        for name in ("build", "loadtest", "runtime")
+        for run in stages[name].all("RUN")
+        if re.search(r"pip (install|wheel)|install-runtime\.sh deps", run.args)
+    ]
+    assert len(pip_runs) == 5
+    for run in pip_runs:
+        assert "--mount=type=secret,id=ca,required=false" in run
+    assert "/run/secrets/ca" in INSTALL_RUNTIME.read_text()
+    (torch_run,) = [r for r in pip_runs if "torch==" in r]
+    assert "--mount=type=bind,from=wheels,target=/tmp/wheels" in torch_run
+    assert "--find-links /tmp/wheels" in torch_run
+    assert '${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}' in torch_run
+    args = [i.args for i in stages["build"].all("ARG")]
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
 
 
 def test_build_stage_installs_cpu_torch_pinned_as_in_pyproject() -> None:
@@ -84,7 +125,7 @@ def test_build_stage_installs_cpu_torch_pinned_as_in_pyproject() -> None:
         r for r in PYPROJECT["project"]["optional-dependencies"]["train"] if "torch" in r
     )
     assert torch_pin == "torch==2.13.0"
-    assert f"--index-url https://download.pytorch.org/whl/cpu {torch_pin}" in runs
+    assert runs.count(torch_pin) == 1
     assert "requirements.py pyproject.toml train export" in runs
 
 
@@ -111,6 +152,8 @@ def test_runtime_stage_has_no_torch_and_installs_through_the_tested_script() -> 
     assert any(r.endswith("sh /tmp/install-runtime.sh app /tmp/dist/*.whl") for r in runs)
     assert "python3 -m venv /opt/venv" in text
     assert "PATH=/opt/venv/bin:$PATH" in text
+    assert runtime.base == "base"
+    assert "torch" not in " ".join(i.args for i in dockerfile_stages()["base"].instructions)
 
 
 def test_runtime_stage_runs_the_service_as_a_container_should() -> None:
@@ -155,7 +198,8 @@ def test_everything_copied_from_the_context_is_in_the_context() -> None:
     assert sources
     for source in sources:
         if "*" in source:  # optional (checkpoints): may match nothing, but must not be ignored
-            assert not dockerignore_excludes(source.replace("*", "x"), ignore), source
+            example = re.sub(r"\[(.)\]", r"\1", source.replace("*", "x"))
+            assert not dockerignore_excludes(example, ignore), source
             continue
         assert (ROOT / source).exists(), f"COPY source {source} does not exist"
         assert not dockerignore_excludes(source, ignore), f"{source} is in .dockerignore"
