@@ -39,7 +39,8 @@ class WorkerPool:
       are forgotten first, or /metrics would go on summing its last queue depth;
     * a worker that fails to start stops the pool (the next would fail alike): status 3;
     * SIGTERM or SIGINT: each worker gets SIGTERM and drains; the pool exits 0 only if every
-      worker did (answered every request it had accepted). A second signal is passed on.
+      worker did (answered every request it had accepted). A second signal stops the
+      workers at once (as a SIGINT, on which uvicorn stops waiting for requests).
     """
 
     def __init__(self, config: uvicorn.Config, workers: int) -> None:
@@ -64,7 +65,12 @@ class WorkerPool:
         }
         workers: list[SpawnProcess] = []
         try:
-            workers = [self._start(sock) for _ in range(self.size)]
+            try:
+                for _ in range(self.size):
+                    workers.append(self._start(sock))
+            except BaseException:  # a start failed (spawn error, EMFILE): stop those started
+                self._stop(workers, wake_read, signals)
+                raise
             log.info("started %d workers", self.size, extra={"pids": [w.pid for w in workers]})
             while not signals:
                 self._wait(workers, wake_read)
@@ -116,11 +122,13 @@ class WorkerPool:
                 worker.terminate()  # SIGTERM: it drains
         passed_on = 1
         while alive := [w for w in workers if w.is_alive()]:
-            for sig in signals[passed_on:]:  # a second Ctrl-C or SIGTERM: pass it on
+            for _ in signals[passed_on:]:  # a second Ctrl-C or SIGTERM: stop them now
                 for worker in alive:
                     if worker.pid is not None:
                         with contextlib.suppress(ProcessLookupError):
-                            os.kill(worker.pid, sig)
+                            # uvicorn exits at once on a SIGINT after the first signal; a
+                            # second SIGTERM would change nothing.
+                            os.kill(worker.pid, signal.SIGINT)
             passed_on = len(signals)
             self._wait(alive, wake)
         for worker in workers:

@@ -88,7 +88,9 @@ class _CodecWorker:
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
-                pipe.close()
+                # Closing flushes what a failed write left buffered: EPIPE, the process is gone.
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def _stop_all(workers: set[_CodecWorker]) -> None:
@@ -154,7 +156,13 @@ class CpuOffload:
         if self._idle:
             worker = self._idle.pop()
         else:
-            worker = _CodecWorker()
+            try:
+                worker = _CodecWorker()
+            except OSError as error:  # no process to be had now (EMFILE, ENOMEM, EAGAIN)
+                raise Unavailable(
+                    f"no codec process could be started ({error.strerror}); retry",
+                    {"Retry-After": str(self.retry_after_s)},
+                ) from None
             self._workers.add(worker)
         try:
             reply = await asyncio.to_thread(worker.call, function, args)

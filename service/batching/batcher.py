@@ -203,6 +203,8 @@ class DynamicBatcher:
         deadline: float,
     ) -> list[asyncio.Future[SequenceResult]]:
         """Queue a request's validated sequences, all or none; returns one future per sequence."""
+        if len(sequences) != len(initial_states):
+            raise ValueError(f"{len(sequences)} sequences but {len(initial_states)} states")
         self.check_admission(len(sequences))
         loop = asyncio.get_running_loop()
         now = self._clock()

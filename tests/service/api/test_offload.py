@@ -136,3 +136,18 @@ async def test_decoding_and_encoding_in_a_codec_process_answer_as_inline(
         }
         response = await http.post("/v2/models/tiny_bi/infer", content=b"{")
         assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+
+
+def test_stopping_a_codec_process_that_died_under_a_half_sent_frame_raises_nothing() -> None:
+    """A write to a dead codec process leaves bytes in the pipe's buffer; closing it then
+    fails with EPIPE. ``stop`` must still close both pipes, so that the request gets its 503
+    (not a 500) and no descriptor leaks."""
+    from service.api.offload import _CodecWorker
+
+    worker = _CodecWorker()
+    worker.process.kill()
+    worker.process.wait()
+    assert worker.process.stdin is not None and worker.process.stdout is not None
+    worker.process.stdin.write(b"12345678")  # buffered: the flush at close meets EPIPE
+    worker.stop()
+    assert worker.process.stdin.closed and worker.process.stdout.closed

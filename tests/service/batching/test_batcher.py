@@ -145,3 +145,15 @@ async def test_close_finishes_accepted_work_then_refuses() -> None:
     await asyncio.wait_for(closing, 5)
     assert [int(r["length"]) for r in results] == [1, 2, 3, 4]
     assert not batcher.healthy
+
+
+async def test_a_request_whose_states_do_not_match_its_sequences_queues_nothing() -> None:
+    """All or none: a mismatch is refused before any item is queued, so the waiting count
+    (which ``max_queue`` is checked against) never drifts."""
+    batcher = make_batcher(FakeRunner(), queue=2)
+    with pytest.raises(ValueError, match="2 sequences but 1 states"):
+        batcher.submit([seq(1), seq(2)], [None], frozenset({"sum"}), float("inf"))
+    assert batcher.queue_depth == 0
+    futures = submit(batcher, seq(1), seq(2))  # the whole queue is still free
+    assert len(await asyncio.gather(*futures)) == 2
+    await batcher.close(1.0)
