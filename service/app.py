@@ -25,8 +25,9 @@ from starlette.exceptions import HTTPException
 
 from service import __version__
 from service.api import v1, v2
-from service.api.common import AppContext, ErrorBody, json_response
+from service.api.common import AppContext, BodyBudget, ErrorBody, json_response
 from service.api.fast_path import InferenceFastPath
+from service.api.offload import CpuOffload
 from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
 from service.logs import configure_logging
@@ -110,7 +111,11 @@ def create_app(
             raise RuntimeError(
                 f"no model can serve from {settings.model_repository}: {errors or 'none found'}"
             )
-        app.state.context = ctx = AppContext(settings, registry, metrics)
+        offload = CpuOffload(
+            settings.codec_processes, settings.codec_offload_min_bytes, settings.retry_after_s
+        )
+        bodies = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
+        app.state.context = ctx = AppContext(settings, registry, metrics, offload, bodies)
         log.info(
             "ready" if registry.ready else "started, but not every model is ready",
             extra={

@@ -4,21 +4,21 @@ validated sequences through the batcher under the request's deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from service.api.offload import CpuOffload
-from service.api.validation import RequestRules
+from service.api.validation import RequestRules, encode_json
 from service.errors import (
     ClientClosedRequest,
     DeadlineExceeded,
@@ -71,20 +71,18 @@ class AppContext:
     settings: Settings
     registry: ModelRegistry
     metrics: ServiceMetrics
-    offload: CpuOffload = field(init=False)
+    offload: CpuOffload
     """Where large bodies are decoded and large responses encoded."""
-    bodies: BodyBudget = field(init=False)
+    bodies: BodyBudget
     """The bytes of request bodies this process holds while they arrive and are decoded."""
+    _rules: dict[ServedModel, RequestRules] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        offload = CpuOffload(
-            self.settings.codec_processes,
-            self.settings.codec_offload_min_bytes,
-            self.settings.retry_after_s,
-        )
-        bodies = BodyBudget(self.settings.max_buffered_body_bytes, self.settings.retry_after_s)
-        object.__setattr__(self, "offload", offload)  # frozen dataclass: derived fields
-        object.__setattr__(self, "bodies", bodies)
+    def rules(self, served: ServedModel) -> RequestRules:
+        """What a request to ``served`` may hold: made once per model version, not per request."""
+        rules = self._rules.get(served)
+        if rules is None:
+            rules = self._rules[served] = RequestRules.of(served.spec, self.settings)
+        return rules
 
 
 def context(request: Request) -> AppContext:
@@ -98,7 +96,7 @@ def json_response(
     content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A JSON response encoded by orjson (numpy arrays allowed)."""
-    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    body = encode_json(content)
     return Response(body, status_code, dict(headers or {}), media_type="application/json")
 
 
@@ -111,19 +109,39 @@ class BodyBudget:
     def __init__(self, max_bytes: int, retry_after_s: int = 1) -> None:
         self.max_bytes = max_bytes
         self.held = 0
-        self._retry_after = {"Retry-After": str(retry_after_s)}
+        self.retry_after = {"Retry-After": str(retry_after_s)}
 
-    def reserve(self, size: int) -> None:
-        if self.held + size > self.max_bytes:
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[BodyHold]:
+        """One body's share of the budget, released when the block ends, whatever ends it."""
+        hold = BodyHold(self)
+        try:
+            yield hold
+        finally:
+            self.held -= hold.size
+
+
+class BodyHold:
+    """The bytes one body holds of a ``BodyBudget``; it only grows."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def grow_to(self, size: int) -> None:
+        """Hold ``size`` bytes in all, or raise 429 (``Overloaded``) if the budget cannot."""
+        more = size - self.size
+        if more <= 0:
+            return
+        budget = self.budget
+        if budget.held + more > budget.max_bytes:
             raise Overloaded(
-                f"the server holds {self.held} bytes of request bodies and this one needs "
-                f"{size} more (limit {self.max_bytes}); retry later",
-                self._retry_after,
+                f"the server holds {budget.held} bytes of request bodies and this one needs "
+                f"{more} more (limit {budget.max_bytes}); retry later",
+                budget.retry_after,
             )
-        self.held += size
-
-    def release(self, size: int) -> None:
-        self.held -= size
+        budget.held += more
+        self.size = size
 
 
 R = TypeVar("R")
@@ -138,53 +156,37 @@ async def read_and_decode(
 ) -> R:
     """Read the body (within ``max_body_bytes``, ``max_buffered_body_bytes`` and ``deadline``)
     and return ``decode(body, *args)``, run off the event loop when the body is large."""
-    reserved = [0]  # what this request holds of the budget, released whatever happens
-    try:
-        body = await read_body(request, ctx.settings.max_body_bytes, deadline, ctx.bodies, reserved)
+    with ctx.bodies.holding() as hold:
+        body = await read_body(request, ctx.settings.max_body_bytes, deadline, hold)
         return await ctx.offload.run(len(body), deadline, decode, body, *args)
-    finally:
-        ctx.bodies.release(reserved[0])
 
 
-async def read_body(
-    request: Request,
-    max_bytes: int,
-    deadline: float,
-    budget: BodyBudget | None = None,
-    reserved: list[int] | None = None,
-) -> bytes:
+async def read_body(request: Request, max_bytes: int, deadline: float, hold: BodyHold) -> bytes:
     """The whole body, refused with 413 as soon as it exceeds ``max_bytes``, with 429 when
-    ``budget`` cannot hold it (what was reserved is added to ``reserved[0]``, for the caller to
-    release), and with 504 when it has not arrived by ``deadline`` (``time.monotonic()``): a
-    slow upload holds no connection past the request's deadline."""
+    ``hold``'s budget cannot hold it, and with 504 when it has not arrived by ``deadline``
+    (``time.monotonic()``): a slow upload holds no connection past the request's deadline."""
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            return await _read_body(request, max_bytes, budget, reserved if reserved else [0])
+            return await _read_body(request, max_bytes, hold)
     except TimeoutError:
         raise DeadlineExceeded("the body did not arrive before the request deadline") from None
 
 
-async def _read_body(
-    request: Request, max_bytes: int, budget: BodyBudget | None, reserved: list[int]
-) -> bytes:
+async def _read_body(request: Request, max_bytes: int, hold: BodyHold) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise MalformedRequest("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes}")
-        if budget is not None:
-            budget.reserve(int(declared))
-            reserved[0] += int(declared)
+        hold.grow_to(int(declared))  # all of it at once: refused before any of it is read
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
                 raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
-            if budget is not None and size > reserved[0]:  # no (or a lying) Content-Length
-                budget.reserve(size - reserved[0])
-                reserved[0] = size
+            hold.grow_to(size)  # no (or a lying) Content-Length: held as it arrives
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientClosedRequest("the client disconnected while sending the body") from None
@@ -220,7 +222,7 @@ async def admit_and_decode(
     model's ``RequestRules``."""
     served = serving_model(ctx, name, version)
     deadline = arrived + ctx.settings.request_timeout_s
-    rules = RequestRules.of(served.spec, ctx.settings)
+    rules = ctx.rules(served)
     decoded = await read_and_decode(request, ctx, deadline, decode, *args, rules)
     return served, deadline, decoded
 
