@@ -34,7 +34,13 @@ def pad_sequences(
     time = longest if max_time is None else max_time
     if time < longest:
         raise ValueError(f"max_time {time} is shorter than the longest sequence ({longest})")
-    shape = (len(sequences), time, np.shape(sequences[0])[1])
+    first = np.shape(sequences[0])
+    if len(first) != 2:
+        raise ValueError(f"sequence 0: expected (L, F), got shape {first}")
+    for b, sequence in enumerate(sequences):
+        if np.ndim(sequence) != 2 or np.shape(sequence)[1] != first[1]:  # numpy would broadcast
+            raise ValueError(f"sequence {b}: expected (L, {first[1]}), got {np.shape(sequence)}")
+    shape = (len(sequences), time, first[1])
     # np.zeros for the common case: it is cheaper than filling (the OS hands out zeroed pages).
     batch = np.zeros(shape, np.float32) if pad_value == 0 else np.full(shape, pad_value, np.float32)
     for row, sequence in enumerate(sequences):

@@ -44,13 +44,16 @@ def test_batch_policy_is_the_services_for_the_device() -> None:
 
 def test_batcher_batches_use_every_sequence_once_within_the_policy() -> None:
     sequences = sample_sequences(300, 2, 10, 200, seed=4)
-    batches = batcher_batches(sequences, waiting=32, policy=batch_policy(Settings(), False))
+    policy = batch_policy(Settings(), False)
+    batches = batcher_batches(sequences, waiting=32, policy=policy)
     assert sum(len(n) for _, n in batches) == 300
     assert sorted(int(v) for _, n in batches for v in n) == sorted(len(s) for s in sequences)
     for inputs, lengths in batches:
-        assert len(lengths) <= 64
+        assert len(lengths) <= policy.max_batch_size
+        assert inputs.shape[0] * inputs.shape[1] <= policy.max_batch_tokens
         if len(lengths) > 1:
-            assert lengths.sum() >= 0.85 * inputs.shape[0] * inputs.shape[1]
+            real = lengths.sum()
+            assert real >= policy.padding_efficiency_target * inputs.shape[0] * inputs.shape[1]
     assert padding_efficiency(batches) > padding_efficiency(cut(sequences, 8, "arrival"))
 
 

@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from tests.support.constraints import read_pins
 from tests.support.deploy import ROOT, Instruction, dockerfile_stages
+from tests.support.servers import free_port
 
 CONSTRAINTS = ROOT / "docker" / "constraints-runtime.txt"
 FEATURES = 5
@@ -181,12 +181,6 @@ def _image_env(root: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(runtime: Runtime) -> Iterator[tuple[subprocess.Popen[str], int, dict[str, str]]]:
     import torch
@@ -207,7 +201,7 @@ def served(runtime: Runtime) -> Iterator[tuple[subprocess.Popen[str], int, dict[
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "docker" / "healthcheck.py", workdir / "healthcheck.py")
 
-    port = _free_port()
+    port = free_port()
     env.update(
         LSTM_SERVING_HOST="127.0.0.1",  # the image listens on 0.0.0.0; here loopback only
         LSTM_SERVING_PORT=str(port),

@@ -37,8 +37,12 @@ def test_float64_input_becomes_float32_and_the_input_is_not_modified() -> None:
 def test_no_sequences_and_mixed_widths_are_refused() -> None:
     with pytest.raises(ValueError, match="no sequences"):
         pad_sequences([])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"sequence 1: expected \(L, 3\)"):
         pad_sequences([np.zeros((2, 3)), np.zeros((2, 4))])
+    with pytest.raises(ValueError, match="sequence 1"):  # numpy would broadcast it silently
+        pad_sequences([np.zeros((2, 3)), np.ones((2, 1))])
+    with pytest.raises(ValueError, match="sequence 0"):
+        pad_sequences([np.zeros(3), np.zeros((2, 3))])
 
 
 @settings(max_examples=40, deadline=None)

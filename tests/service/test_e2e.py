@@ -4,7 +4,6 @@ tritonclient HTTP client (JSON and binary), concurrent clients, and SIGTERM unde
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +14,9 @@ import pytest
 import tritonclient.http as triton
 
 from tests.support.ort_reference import Reference
-from tests.support.servers import Server, metric
+from tests.support.servers import Server, metric, poll
 from tests.support.tiny_repository import FEATURES
-from tests.support.wide_model import DEPTH, MODEL, SEQUENCES, SLOW
+from tests.support.wide_model import DEPTH, MODEL, SLOW, queued
 
 pytestmark = pytest.mark.slow
 TOL = 1e-5
@@ -114,12 +113,8 @@ def test_sigterm_under_load_answers_every_accepted_request(wide_repository: Path
     pool = ThreadPoolExecutor(len(requests))
     try:
         futures = [pool.submit(one, s) for s in requests]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until every request has been accepted
-            metrics = server.metrics()
-            if metric(metrics, SEQUENCES, default=0) == 4 * len(requests):
-                break
-        depth = metric(metrics, DEPTH)
+        poll(lambda: queued(server, 4 * len(requests)), 30, "every request accepted")
+        depth = metric(server.metrics(), DEPTH)
         server.process.send_signal(signal.SIGTERM)
         responses = [f.result(timeout=60) for f in futures]
         exit_code = server.process.wait(60)

@@ -77,6 +77,8 @@ async def test_requests_that_timed_out_in_the_queue_do_not_cause_429s(
                 or 'lstm_sequences_total{model="tiny_bi"} 5.0' in (await http.get("/metrics")).text
             ):
                 break
+        else:
+            pytest.fail("the third request was neither queued nor refused")
         gate.set()
         response = await after
         assert response.status_code == 200, response.text  # before: 429 from a dead queue
