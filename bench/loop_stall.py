@@ -36,7 +36,10 @@ import httpx
 import numpy as np
 import orjson
 
+from bench.markdown import fmt, table
 from bench.servers import ROOT, running_server
+from loadtest.payloads import encode_v2_json, route
+from loadtest.stats import percentiles
 
 FEATURES = 12
 MODEL = "stall_bi"
@@ -44,24 +47,35 @@ TINY_RATE_PER_S = 50.0
 
 
 @dataclass
-class PhaseResult:
+class StallPhase:
+    """What one phase measured: the tiny requests' latencies and the large ones' outcomes."""
+
     name: str
     tiny_ms: list[float] = field(default_factory=list)
     tiny_errors: int = 0
     large_statuses: dict[int, int] = field(default_factory=dict)
     large_s: list[float] = field(default_factory=list)
 
-    def row(self) -> str:
-        tiny = np.array(self.tiny_ms)
-        p50, p99, worst = (np.percentile(tiny, q) for q in (50, 99, 100))
+    def row(self) -> list[str]:
+        tiny = percentiles(self.tiny_ms, (50, 99, 100))
         large = (
             ", ".join(f"{n}x {status}" for status, n in sorted(self.large_statuses.items())) or "-"
         )
         mean_large = f"{np.mean(self.large_s):.2f} s" if self.large_s else "-"
-        return (
-            f"| {self.name} | {len(tiny)} | {p50:.1f} | {p99:.1f} | {worst:.1f} | "
-            f"{self.tiny_errors} | {large} | {mean_large} |"
-        )
+        return [
+            self.name,
+            str(len(self.tiny_ms)),
+            *(fmt(tiny[q]) for q in ("p50", "p99", "p100")),
+            str(self.tiny_errors),
+            large,
+            mean_large,
+        ]
+
+
+HEADER = (
+    "phase", "tiny answered", "p50 ms", "p99 ms", "max ms", "tiny errors", "large: statuses",
+    "large: mean time",
+)  # fmt: skip
 
 
 def export_model(repository: Path) -> None:
@@ -77,32 +91,13 @@ def export_model(repository: Path) -> None:
 
 
 def tiny_body() -> bytes:
-    data = np.full(10 * FEATURES, 0.5).tolist()
-    return orjson.dumps(
-        {
-            "inputs": [
-                {"name": "inputs", "shape": [1, 10, FEATURES], "datatype": "FP32", "data": data}
-            ],
-            "outputs": [{"name": "probs"}],
-        }
-    )
+    return encode_v2_json([np.full((10, FEATURES), 0.5, np.float32)])[0]
 
 
 def large_bodies() -> dict[str, tuple[str, bytes]]:
     """Per phase: the path and body of its large request."""
     rng = np.random.default_rng(0)
-    batch = np.round(rng.random((256, 1000, FEATURES)), 6)
-    valid = orjson.dumps(
-        {
-            "inputs": [
-                {"name": "inputs", "shape": [256, 1000, FEATURES], "datatype": "FP32",
-                 "data": batch.ravel()},
-                {"name": "lengths", "shape": [256], "datatype": "INT32", "data": [1000] * 256},
-            ],
-            "outputs": [{"name": "probs"}],
-        },
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )  # fmt: skip
+    valid, _ = encode_v2_json(list(np.round(rng.random((256, 1000, FEATURES)), 6)))
     zeros = (
         b'{"inputs": [{"name": "inputs", "shape": [1, 1000, 12], "datatype": "FP32", "data": ['
         + b",".join([b"0"] * 16_000_000)
@@ -112,17 +107,15 @@ def large_bodies() -> dict[str, tuple[str, bytes]]:
     outputs = orjson.dumps(
         {"sequences": sequences, "return": ["outputs"]}, option=orjson.OPT_SERIALIZE_NUMPY
     )
-    infer = f"/v2/models/{MODEL}/infer"
+    infer = route("v2-json", MODEL)
     return {
         "large-valid": (infer, valid),
         "large-refused": (infer, zeros),
-        "large-response": (f"/v1/models/{MODEL}/predict", outputs),
+        "large-response": (route("v1", MODEL), outputs),
     }
 
 
-def send_large(
-    url: str, path: str, body: bytes, stop: threading.Event, result: PhaseResult
-) -> None:
+def send_large(url: str, path: str, body: bytes, stop: threading.Event, result: StallPhase) -> None:
     """Back to back, one at a time, until ``stop``: blocking I/O, which releases the GIL."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=120)
@@ -137,7 +130,7 @@ def send_large(
     connection.close()
 
 
-async def probe_tiny(url: str, seconds: float, result: PhaseResult) -> None:
+async def probe_tiny(url: str, seconds: float, result: StallPhase) -> None:
     """Tiny requests at a steady rate (open loop, so a stall delays all that arrive in it)."""
     body = tiny_body()
     path = f"{url}/v2/models/{MODEL}/infer"
@@ -166,8 +159,8 @@ async def probe_tiny(url: str, seconds: float, result: PhaseResult) -> None:
         await asyncio.gather(*tasks)
 
 
-def run_phase(url: str, name: str, large: tuple[str, bytes] | None, seconds: float) -> PhaseResult:
-    result = PhaseResult(name)
+def run_phase(url: str, name: str, large: tuple[str, bytes] | None, seconds: float) -> StallPhase:
+    result = StallPhase(name)
     stop = threading.Event()
     sender = None
     if large is not None:
@@ -222,11 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tiny requests: V2 JSON, 1 x 10 x {FEATURES}, {TINY_RATE_PER_S:g}/s for "
         f"{args.seconds:g} s per phase\n"
     )
-    print("| phase | tiny answered | p50 ms | p99 ms | max ms | tiny errors | large: statuses "
-          "| large: mean time |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for result in results:
-        print(result.row())
+    print("\n".join(table(HEADER, [result.row() for result in results])))
     return 0
 
 
