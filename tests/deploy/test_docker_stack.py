@@ -31,6 +31,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.support.deploy import COMPOSE, COMPOSE_CPU, COMPOSE_SCALE, ROOT, load_compose
+from tests.support.servers import poll
 
 pytestmark = pytest.mark.docker
 
@@ -450,9 +451,17 @@ def test_scale_out_reaches_every_replica_and_loses_nothing_when_one_stops(
 
         # One replica stopped (SIGTERM, drained) while 8 clients keep sending through nginx.
         stop, futures = _load(lambda: _post(f"{front}/v1/models/{MODEL}/predict", body), 8)
-        time.sleep(2)  # load before the stop (the clients' requests are what is checked)
+        stopped, remaining = bases
+
+        def answered(base: str) -> float:
+            return _metric(_metrics(base), "lstm_requests_total")
+
+        # Load on the replica to stop, then on the remaining one after the stop: both observed.
+        start_count = answered(stopped)
+        poll(lambda: answered(stopped) >= start_count + 20, 60, "load on the replica to stop")
         _docker("stop", "--time", "45", replicas[0], timeout=120)
-        time.sleep(3)  # and load after it, on the remaining replica
+        after_stop = answered(remaining)
+        poll(lambda: answered(remaining) >= after_stop + 50, 60, "load after the stop")
         stop.set()
         statuses = [s for f in futures for s in f.result(timeout=120)]
         exit_code = int(_docker("inspect", "-f", "{{.State.ExitCode}}", replicas[0]))
