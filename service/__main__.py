@@ -1,7 +1,8 @@
 """``python -m service [--flags]``: serve the model repository (``--help`` lists every setting).
 
-One process by default (``service.server.DrainingServer``); with ``--workers N``, N worker
-processes on one listening socket under a small supervisor (``service.workers.WorkerPool``).
+One process by default (``service.server.DrainingServer``): HTTP and the models together. With
+``--workers N`` (or ``--engine separate``, or several ``--devices``), N HTTP frontend processes
+on one listening socket and one engine process per device, under ``service.supervisor``.
 The exit status says how the drain went (``service.server`` lists them).
 """
 
@@ -11,6 +12,7 @@ import logging
 import math
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,7 +21,7 @@ from service.app import create_app
 from service.logs import configure_logging
 from service.server import NO_REPOSITORY, DrainingServer
 from service.settings import settings_from_cli, settings_to_env
-from service.workers import WorkerPool
+from service.supervisor import run_supervised
 
 log = logging.getLogger("service")
 
@@ -43,17 +45,19 @@ def main() -> None:
         "timeout_graceful_shutdown": math.ceil(settings.drain_timeout_s),
         "limit_concurrency": settings.max_connections or None,
     }
-    if settings.workers == 1:
+    if not settings.separate_engine and settings.workers == 1:
         server = DrainingServer(uvicorn.Config(create_app(settings), **common))
         server.run()
         raise SystemExit(server.exit_status)
-    # Workers are new processes: they rebuild the settings from the environment, and write
-    # their metrics where /metrics (in any worker) can sum them.
+    # Frontends and engines are new processes: they rebuild the settings from the environment,
+    # and write their metrics where /metrics (in any frontend) can sum them.
     os.environ.update(settings_to_env(settings))
-    with tempfile.TemporaryDirectory(prefix="lstm-serving-metrics-") as metrics_dir:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+    with tempfile.TemporaryDirectory(prefix="lstm-serving-") as run_dir:
+        metrics_dir = Path(run_dir, "metrics")
+        metrics_dir.mkdir()
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         config = uvicorn.Config("service.app:create_app_from_env", factory=True, **common)
-        status = WorkerPool(config, settings.workers).run()
+        status = run_supervised(config, settings, Path(run_dir))
     raise SystemExit(status)
 
 

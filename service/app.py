@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,10 +30,15 @@ from service.api.fast_path import InferenceFastPath
 from service.api.offload import CpuOffload
 from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
+from service.handoff.client import EngineClient
+from service.handoff.remote import connect_engines
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
-from service.registry import RuntimeFactory, load_registry, onnx_runtime_factory
+from service.registry import ModelRegistry
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.engine.loading import RuntimeFactory
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +101,26 @@ def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, runtime_factory: RuntimeFactory = onnx_runtime_factory
+    settings: Settings | None = None, runtime_factory: RuntimeFactory | None = None
 ) -> FastAPI:
-    """Build the service; ``runtime_factory`` makes one runtime per model file (tests: fakes)."""
+    """Build the service: an HTTP frontend of the engines at ``settings.engine_addresses``, or,
+    with none, one that runs the models itself (``runtime_factory`` makes one runtime per model
+    file: ONNX Runtime's by default, fakes in tests)."""
     settings = settings or Settings()
     metrics = ServiceMetrics()
 
+    async def load() -> tuple[ModelRegistry, list[EngineClient]]:
+        if settings.engine_addresses:
+            return await connect_engines(settings)
+        # Imported here: a frontend of separate engines never loads ONNX Runtime.
+        from service.engine.loading import load_registry, onnx_runtime_factory
+
+        factory = runtime_factory or onnx_runtime_factory
+        return await load_registry(settings, metrics, factory), []
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = await load_registry(settings, metrics, runtime_factory)
+        registry, engines = await load()
         if not any(m.ready for m in registry.all()):
             await registry.close(0)
             errors = "; ".join(f"{m.name}/{m.version}: {m.error}" for m in registry.all())
@@ -130,6 +146,8 @@ def create_app(
             # what the batchers still hold belongs to no waiting client: a short grace suffices.
             log.info("draining", extra={"drain_timeout_s": settings.drain_timeout_s})
             await registry.close(min(settings.drain_timeout_s, BATCHER_CLOSE_S))
+            for engine in engines:
+                await engine.close()
             ctx.offload.close()  # the codec processes: no request is left to decode for
             app.state.context = None
             log.info("stopped")

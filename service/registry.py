@@ -1,76 +1,79 @@
-"""The served models: for each version in the repository, its runtime and its batcher.
+"""The served models: for each version, what describes it (spec, provider) and what schedules
+its sequences (a ``Scheduler``).
 
-A model that fails to load is kept with its error, so readiness can say which model is down
-while the others serve.
+The same registry serves both process models: in the engine (or a single process running both
+halves) each version holds its ORT runtime and its ``DynamicBatcher``
+(``service.engine.loading``); in an HTTP frontend each holds the spec an engine described and a
+``RemoteBatcher`` that hands sequences to the engines (``service.handoff.remote``). A model that
+fails to load is kept with its error, so readiness can say which model is down while the others
+serve.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
-from service.batching.batcher import BatchRunner, DynamicBatcher
-from service.batching.formation import BatchPolicy
+import numpy as np
+
 from service.errors import ModelNotFound, Unavailable
-from service.metrics import ServiceMetrics
-from service.runtime.repository import discover
-from service.runtime.session import ModelRuntime, ModelSpec
-from service.settings import Settings
+from service.runtime.session import ModelSpec
 
-log = logging.getLogger(__name__)
+SequenceResult = dict[str, np.ndarray]
 
 
-class LoadedRuntime(BatchRunner, Protocol):
-    """A runtime the registry can serve: ``ModelRuntime``, or a fake in tests."""
+class DescribedRuntime(Protocol):
+    """What the HTTP side needs of a model version's runtime: its spec and where it runs."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def provider(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class RemoteRuntime:
+    """A runtime living in an engine process, as the engine described it."""
 
     spec: ModelSpec
     provider: str
 
+
+class Scheduler(Protocol):
+    """Where a model version's validated sequences go: ``DynamicBatcher`` in the process that
+    runs the model, ``RemoteBatcher`` in a frontend."""
+
+    failure: BaseException | None
+
     @property
-    def on_gpu(self) -> bool: ...
+    def healthy(self) -> bool: ...
 
-    def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float: ...
+    @property
+    def queue_depth(self) -> int: ...
 
+    def check_admission(self, sequences: int = 1) -> None: ...
 
-RuntimeFactory = Callable[[Path, str, str, Settings], LoadedRuntime]
+    def submit(
+        self,
+        sequences: Sequence[np.ndarray],
+        initial_states: Sequence[Mapping[str, np.ndarray] | None],
+        output_names: frozenset[str],
+        deadline: float,
+    ) -> list[asyncio.Future[SequenceResult]]: ...
 
-
-def onnx_runtime_factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
-    # Thread count matters only for the CPU provider (or a CPU fallback).
-    threads = settings.resolved_intra_op_threads(on_gpu=False)
-    return ModelRuntime(
-        path,
-        name,
-        version,
-        settings.provider,
-        threads,
-        settings.cuda_device_id,
-        cpu_mem_arena=settings.ort_cpu_mem_arena,
-    )
-
-
-def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
-    """The bounds each batcher forms batches within, on a GPU or on the CPU (the benchmarks
-    cut their in-process batches with the same one)."""
-    return BatchPolicy(
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
-    )
+    async def close(self, drain_timeout_s: float) -> None: ...
 
 
 @dataclass(eq=False)
 class ServedModel:
     name: str
     version: str
-    runtime: LoadedRuntime | None = None
-    batcher: DynamicBatcher | None = None
+    runtime: DescribedRuntime | None = None
+    batcher: Scheduler | None = None
     executor: ThreadPoolExecutor | None = None
     error: str | None = None
     load_seconds: float = 0.0
@@ -123,66 +126,3 @@ class ModelRegistry:
         for served in self.all():
             if served.executor is not None:
                 served.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _load_one(served: ServedModel, path: Path, settings: Settings, factory: RuntimeFactory) -> None:
-    started = time.perf_counter()
-    runtime = factory(path, served.name, served.version, settings)
-    warm = (
-        runtime.warmup(settings.warmup_batch_sizes, settings.warmup_lengths)
-        if settings.warmup
-        else 0.0
-    )
-    served.runtime = runtime
-    served.load_seconds = time.perf_counter() - started
-    log.info(
-        "loaded model",
-        extra={
-            "model": served.name,
-            "version": served.version,
-            "provider": runtime.provider,
-            "warmup_s": round(warm, 3),
-            "load_s": round(served.load_seconds, 3),
-        },
-    )
-
-
-async def load_registry(
-    settings: Settings, metrics: ServiceMetrics, factory: RuntimeFactory = onnx_runtime_factory
-) -> ModelRegistry:
-    """Load and warm up every model version, then start one batcher each."""
-    registry = ModelRegistry()
-    for location in discover(settings.model_repository):
-        served = ServedModel(location.name, location.version)
-        registry.add(served)
-        try:
-            await asyncio.to_thread(_load_one, served, location.path, settings, factory)
-        except Exception as error:  # one bad model must not take the others down
-            served.error = f"{type(error).__name__}: {error}"
-            log.error(
-                "model failed to load",
-                extra={"model": served.name, "version": served.version, "error": served.error},
-            )
-            metrics.model_ready.labels(served.name, served.version).set(0)
-            continue
-        runtime = served.runtime
-        assert runtime is not None
-        on_gpu = runtime.on_gpu
-        slots = settings.resolved_concurrent_batches(on_gpu)
-        served.executor = ThreadPoolExecutor(slots, thread_name_prefix=f"ort-{served.name}")
-        served.batcher = DynamicBatcher(
-            runtime,
-            served.executor,
-            batch_policy(settings, on_gpu),
-            max_batch_wait_s=settings.max_batch_wait_ms / 1000.0,
-            max_queue=settings.max_queue_sequences,
-            concurrent_batches=slots,
-            max_batch_run_s=settings.max_batch_run_s,
-            retry_after_s=settings.retry_after_s,
-            observer=metrics.observer(served.name, served.version),
-            name=f"{served.name}/{served.version}",
-        )
-        served.batcher.start()
-        metrics.model_info.labels(served.name, served.version, runtime.provider).set(1)
-        metrics.model_ready.labels(served.name, served.version).set(1)
-    return registry

@@ -34,9 +34,30 @@ class Settings(BaseSettings):
     """TCP port."""
 
     workers: int = Field(1, ge=1, le=64)
-    """HTTP worker processes, each with its own sessions and batchers on the same device. Raise
-    it only when one process's CPU is the limit (with a GPU it is); metrics are summed across
-    workers."""
+    """HTTP frontend processes: they parse, validate and encode, and hand the sequences to the
+    engine, so every batch is formed from all of their traffic. Raise it when one process's
+    CPU is the limit (with a GPU it is); metrics are summed across processes."""
+    engine: Literal["auto", "in-process", "separate"] = "auto"
+    """Where the models run. separate: one engine process per device (sessions and batchers)
+    fed by the frontends over the hand-off; in-process: in each HTTP process (every worker
+    then forms its own batches); auto: in-process for one worker on one device (measured
+    fastest there), else separate."""
+    devices: list[int] = []
+    """GPUs to run engines on, one engine each (--devices 0,1); frontends send each request to
+    the least loaded. Empty = one engine on cuda_device_id (or the CPU)."""
+    engine_addresses: list[str] = []
+    """ZeroMQ addresses of running engines to hand requests to, instead of loading the models
+    here (the supervisor sets it for its frontends; or frontends run on their own against
+    engines started with python -m service.engine)."""
+    engine_heartbeat_ms: float = Field(100.0, gt=0)
+    """How often a frontend pings each engine for its liveness and queue depths (which the
+    frontend's 429 admission before reading a body uses)."""
+    engine_timeout_s: float = Field(2.0, gt=0)
+    """An engine that has not answered a ping for this long is down for the frontends: they
+    fail what it held with 503 and answer 503 until it answers again. A dead engine process
+    is seen at once (its connection drops)."""
+    engine_start_timeout_s: float = Field(120.0, gt=0)
+    """How long a starting frontend waits for its engines to describe their models."""
 
     # -- runtime --------------------------------------------------------------------------------
     provider: Literal["auto", "cuda", "cpu"] = "auto"
@@ -154,9 +175,20 @@ class Settings(BaseSettings):
                 f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least "
                 f"max_body_bytes ({self.max_body_bytes}), or the largest body could never be read"
             )
+        if self.engine == "in-process" and len(self.devices) > 1:
+            raise ValueError("several devices need engine=separate (one engine per device)")
+        if len(set(self.devices)) != len(self.devices):
+            raise ValueError(f"devices {self.devices} name a GPU twice")
         if any(n < 1 for n in self.warmup_batch_sizes + self.warmup_lengths):
             raise ValueError("warm-up batch sizes and lengths must be positive")
         return self
+
+    @property
+    def separate_engine(self) -> bool:
+        """Whether the models run in engine processes of their own (see ``engine``)."""
+        if self.engine == "auto":
+            return self.workers > 1 or len(self.devices) > 1
+        return self.engine == "separate"
 
     def resolved_concurrent_batches(self, on_gpu: bool) -> int:
         if self.concurrent_batches:

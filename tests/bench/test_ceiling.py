@@ -1,5 +1,5 @@
 """``bench.ceiling``: cutting the sample into batches, the service's batching policy from its
-settings (``service.registry.batch_policy``), and a whole (tiny) ceiling measurement."""
+settings (``service.engine.loading.batch_policy``), and a whole (tiny) ceiling measurement."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bench.ceiling import (
     sample_sequences,
 )
 from bench.records import to_json
-from service.registry import batch_policy
+from service.engine.loading import batch_policy
 from service.settings import Settings
 
 

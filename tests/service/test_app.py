@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service.batching import batcher as batcher_module
-from service.registry import onnx_runtime_factory
+from service.engine.loading import onnx_runtime_factory
 from tests.support.service_app import GatedRuntime, app_client, gated_factory
 from tests.support.tiny_repository import FEATURES, tiny_settings
 

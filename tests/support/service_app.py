@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from service.app import create_app
-from service.registry import LoadedRuntime, onnx_runtime_factory
+from service.engine.loading import LoadedRuntime, onnx_runtime_factory
 from service.settings import Settings
 from tests.support.asgi import asgi_client
 

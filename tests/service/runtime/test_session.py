@@ -27,7 +27,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from export.metadata import read_metadata
-from service.registry import onnx_runtime_factory
+from service.engine.loading import onnx_runtime_factory
 from service.runtime.session import (
     ContractError,
     ModelRuntime,

@@ -1,0 +1,183 @@
+"""The engine's side of the hand-off: a ZeroMQ ROUTER socket in front of the model registry.
+
+Every frontend connects a DEALER socket; each ``Submit`` goes straight to the model's batcher
+(whose admission decides: 429 and 503 are answered as ``Failure``), and its sequences' results
+go back as one ``Result``. The batchers therefore form their batches from every frontend's
+traffic. A ``Cancel`` cancels the sequences' futures, so the batcher drops any not yet run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from service.errors import BatchFailed, ServiceError, Unavailable
+from service.handoff.frames import FrameError
+from service.handoff.messages import (
+    Cancel,
+    Describe,
+    Description,
+    Failure,
+    Message,
+    ModelStatus,
+    Ping,
+    Pong,
+    Result,
+    Submit,
+    decode,
+    encode,
+)
+from service.handoff.specs import spec_to_dict
+from service.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+SequenceFutures = list[asyncio.Future[dict[str, Any]]]
+
+
+class EngineServer:
+    """Serves ``registry`` to frontends at ``address`` (``ipc://...`` or ``tcp://...``)."""
+
+    def __init__(self, registry: ModelRegistry, address: str, retry_after_s: int = 1) -> None:
+        self.registry = registry
+        self.address = address
+        self.incarnation = f"{os.getpid()}-{time.time_ns()}"
+        self._retry_after = {"Retry-After": str(retry_after_s)}
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 1000)  # replies still queued get a second to leave
+        self._socket.bind(address)
+        self._requests: dict[tuple[bytes, int], SequenceFutures] = {}
+        self._answers: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests accepted and not yet answered."""
+        return len(self._answers)
+
+    async def serve(self) -> None:
+        """Receive and dispatch messages until cancelled."""
+        while True:
+            identity, *frames = await self._socket.recv_multipart(copy=False)
+            try:
+                message = decode(frames)
+            except FrameError as error:  # a bug or a peer of another version: not fatal
+                log.error("dropped a malformed hand-off message: %s", error)
+                continue
+            self._dispatch(identity.bytes, message)
+
+    def _dispatch(self, peer: bytes, message: Message) -> None:
+        match message:
+            case Submit():
+                self._submit(peer, message)
+            case Cancel():
+                for request_id in message.ids:
+                    for future in self._requests.get((peer, request_id), ()):
+                        future.cancel()  # not yet run: the batcher drops it
+            case Ping():
+                self._send(peer, self.pong())
+            case Describe():
+                self._send(peer, self.description())
+            case _:
+                log.error("an engine does not take %s messages", type(message).__name__)
+
+    def pong(self) -> Pong:
+        models = [
+            ModelStatus(
+                m.name,
+                m.version,
+                m.ready and not self.draining,
+                m.batcher.queue_depth if m.batcher is not None else 0,
+            )
+            for m in self.registry.all()
+        ]
+        return Pong(self.incarnation, models, self.draining)
+
+    def description(self) -> Description:
+        models = [
+            {
+                "name": m.name,
+                "version": m.version,
+                "spec": spec_to_dict(m.runtime.spec) if m.runtime is not None else None,
+                "provider": m.runtime.provider if m.runtime is not None else None,
+                "error": m.error,
+            }
+            for m in self.registry.all()
+        ]
+        return Description(self.incarnation, models)
+
+    def _submit(self, peer: bytes, message: Submit) -> None:
+        try:
+            if self.draining:
+                raise Unavailable("the engine is shutting down", self._retry_after)
+            served = self.registry.get(message.model, message.version)
+            if served.batcher is None or not served.ready:
+                raise Unavailable(
+                    f"model {message.model} version {message.version} is unavailable",
+                    self._retry_after,
+                )
+            futures = served.batcher.submit(
+                message.sequences, message.states, frozenset(message.outputs), message.deadline
+            )
+        except ServiceError as error:
+            self._send(peer, Failure.of(message.id, error))
+            return
+        key = (peer, message.id)
+        self._requests[key] = futures
+        answer = asyncio.get_running_loop().create_task(self._answer(peer, message.id, futures))
+        self._answers.add(answer)
+        answer.add_done_callback(self._answers.discard)
+
+    async def _answer(self, peer: bytes, request_id: int, futures: SequenceFutures) -> None:
+        try:
+            results = await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            if any(f.cancelled() for f in futures) and not _being_cancelled():
+                return  # the frontend cancelled it: nobody waits for an answer
+            raise
+        except ServiceError as error:
+            self._send(peer, Failure.of(request_id, error))
+        except Exception:
+            log.exception("a request failed in the engine")
+            self._send(peer, Failure.of(request_id, BatchFailed("inference failed")))
+        else:
+            self._send(peer, Result(request_id, list(results)))
+        finally:
+            self._requests.pop((peer, request_id), None)
+            for future in futures:  # one sequence failed: the others need not run
+                future.cancel()
+
+    def _send(self, peer: bytes, message: Message) -> None:
+        sent = asyncio.ensure_future(
+            self._socket.send_multipart([peer, *encode(message)], copy=False)
+        )
+        sent.add_done_callback(_log_send_error)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new requests (503) and wait, up to ``timeout_s``, for those accepted."""
+        self.draining = True
+        if self._answers:
+            await asyncio.wait(set(self._answers), timeout=timeout_s)
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _log_send_error(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        with contextlib.suppress(Exception):
+            log.error("a hand-off reply could not be sent: %r", sent.exception())

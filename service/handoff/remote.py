@@ -1,0 +1,43 @@
+"""A frontend's registry: the models its engines describe, each scheduled by a
+``RemoteBatcher`` over every engine (no session, no batcher, no ONNX Runtime here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.handoff.client import EngineClient, RemoteBatcher
+from service.handoff.specs import spec_from_dict
+from service.registry import ModelRegistry, RemoteRuntime, ServedModel
+from service.settings import Settings
+
+
+async def connect_engines(settings: Settings) -> tuple[ModelRegistry, list[EngineClient]]:
+    """Connect to every engine of ``settings.engine_addresses`` and wait until each has
+    described its models and answered a ping (within ``engine_start_timeout_s``)."""
+    engines = [
+        EngineClient(
+            address,
+            heartbeat_s=settings.engine_heartbeat_ms / 1000.0,
+            timeout_s=settings.engine_timeout_s,
+            retry_after_s=settings.retry_after_s,
+        )
+        for address in settings.engine_addresses
+    ]
+    try:
+        descriptions = await asyncio.gather(
+            *(e.start(settings.engine_start_timeout_s) for e in engines)
+        )
+    except BaseException:
+        await asyncio.gather(*(e.close() for e in engines), return_exceptions=True)
+        raise
+    registry = ModelRegistry()
+    # Every engine loads the same repository; the first one's description names the models.
+    for model in descriptions[0].models:
+        served = ServedModel(str(model["name"]), str(model["version"]), error=model["error"])
+        if model["spec"] is not None:
+            served.runtime = RemoteRuntime(spec_from_dict(model["spec"]), str(model["provider"]))
+            served.batcher = RemoteBatcher(
+                served.name, served.version, engines, settings.max_queue_sequences
+            )
+        registry.add(served)
+    return registry, engines

@@ -1,0 +1,191 @@
+"""``python -m service --workers N`` as real processes (``service.supervisor``): N HTTP frontends
+and one engine, which forms every batch from all of their traffic. Answers equal in-process ORT;
+a killed frontend is replaced without losing another frontend's request; a killed or hung
+engine is restarted while the frontends answer 503 with Retry-After, and its live gauges leave
+``/metrics``; SIGTERM under load drains the frontends, then the engine, answering everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support.ort_reference import Reference
+from tests.support.servers import Server, metric, poll
+from tests.support.tiny_repository import FEATURES
+from tests.support.wide_model import (
+    DEPTH,
+    DRAIN_WAIT_S,
+    MODEL,
+    PER_REQUEST,
+    SLOW,
+    queued,
+    send_load,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def roles(server: Server, metrics_dir: Path) -> tuple[list[int], list[int]]:
+    """The supervisor's frontend and engine pids now: the engine is the process that writes
+    the live gauges (readiness, queue depth), the frontends the other spawned children."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    spawned = [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    gauges = {int(p.stem.rsplit("_", 1)[1]) for p in metrics_dir.glob("gauge_livemin_*.db")}
+    engines = [child for child in spawned if child in gauges]
+    return [child for child in spawned if child not in gauges], engines
+
+
+def metrics_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    return metrics_dir, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+
+def test_two_frontends_times_64_clients_answer_like_in_process_ort(
+    model_repository: Path, reference: Reference
+) -> None:
+    rng = np.random.default_rng(11)
+    sequences = [rng.standard_normal((int(n), FEATURES)).astype(np.float32) for n in
+                 rng.integers(1, 60, 128)]  # fmt: skip
+    server = Server(model_repository, "--workers", "2", "--max-batch-wait-ms", "5")
+    try:
+
+        def one(sequence: np.ndarray) -> list[float]:
+            body = {"sequences": [sequence.tolist()], "return": ["probabilities"]}
+            url = f"{server.url}/v1/models/tiny_bi/predict"
+            answer = httpx.post(url, json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["results"][0]["probabilities"]
+
+        with ThreadPoolExecutor(64) as clients:
+            answers = list(clients.map(one, sequences))
+        for sequence, probabilities in zip(sequences, answers, strict=True):
+            expected = reference.run("tiny_bi", sequence)["probs"]
+            np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        metrics = server.metrics()
+        # Both frontends counted their requests; the one engine counted every batch.
+        assert metric(metrics, 'lstm_sequences_total{model="tiny_bi"}') == len(sequences)
+        batched = metric(metrics, 'lstm_batch_size_sum{model="tiny_bi"}')
+        assert batched == len(sequences)
+    finally:
+        log = server.stop()
+    assert log.count("Application startup complete") == 2, log
+    assert log.count("engine ready") == 1, log
+    assert server.process.returncode == 0, log
+
+
+def test_a_killed_frontend_is_replaced_and_no_other_frontends_request_is_lost(
+    wide_repository: Path, pool: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    metrics_dir, env = metrics_env(tmp_path)
+    server = Server(wide_repository, *SLOW, "--workers", "2", env=env)
+    try:
+        futures = send_load(server, pool, requests=12, sequences=4)
+        poll(lambda: metric(server.metrics(), DEPTH, default=0) > 0, 60, "a queue in the engine")
+        frontends, engines = roles(server, metrics_dir)
+        assert len(frontends) == 2 and len(engines) == 1
+        victim = frontends[0]
+        os.kill(victim, signal.SIGKILL)
+        results = [future.result() for future in futures]
+        # The victim's clients lose their connection; every other request is answered.
+        assert all(r == 200 or isinstance(r, httpx.TransportError) for r in results), results
+        assert results.count(200) >= 1
+        poll(lambda: len(roles(server, metrics_dir)[0]) == 2, 60, "a replacement frontend")
+        assert roles(server, metrics_dir)[1] == engines, "the engine was not touched"
+        ok = httpx.post(
+            f"{server.url}/v1/models/{MODEL}/predict",
+            json={"sequences": [[[0.1] * FEATURES] * 3]},
+            timeout=30,
+        )
+        assert ok.status_code == 200
+        log = server.stop(DRAIN_WAIT_S)
+    finally:
+        server.kill()
+    assert f"frontend {victim} died" in log, log
+    assert server.process.returncode == 0, log
+
+
+def test_a_killed_engine_is_restarted_meanwhile_503_and_its_gauges_leave_the_metrics(
+    wide_repository: Path, pool: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    metrics_dir, env = metrics_env(tmp_path)
+    server = Server(wide_repository, *SLOW, "--workers", "2", env=env)
+    try:
+        futures = send_load(server, pool, requests=8)
+        poll(lambda: metric(server.metrics(), DEPTH, default=0) > 0, 60, "a queue in the engine")
+        _, (engine,) = roles(server, metrics_dir)
+        os.kill(engine, signal.SIGKILL)
+        results = [future.result() for future in futures]
+        # What the engine held is failed at once with 503 (it is gone), never left hanging.
+        assert set(results) <= {200, 503} and 503 in results, results
+        assert not list(metrics_dir.glob(f"gauge_live*_{engine}.db")), "stale gauges stayed"
+        assert list(metrics_dir.glob(f"counter_{engine}.db")), "a dead engine's totals stay"
+        poll(lambda: len(roles(server, metrics_dir)[1]) == 1, 60, "a restarted engine")
+        ready = poll(
+            lambda: httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200,
+            60,
+            "readiness after the restart",
+        )
+        assert ready
+        assert metric(server.metrics(), DEPTH, default=0) == 0
+        ok = httpx.post(
+            f"{server.url}/v1/models/{MODEL}/predict",
+            json={"sequences": [[[0.1] * FEATURES] * 3]},
+            timeout=30,
+        )
+        assert ok.status_code == 200
+        log = server.stop(DRAIN_WAIT_S)
+    finally:
+        server.kill()
+    assert f"(pid {engine}) exited with status -9" in log, log
+    assert server.process.returncode == 0, log
+
+
+def test_an_engine_whose_batch_hangs_exits_and_is_restarted(
+    wide_repository: Path, tmp_path: Path
+) -> None:
+    # Every real batch of 500 steps outlives 1 ms: to the engine, its runtime hung.
+    server = Server(wide_repository, "--workers", "2", "--max-batch-run-s", "0.001")
+    try:
+        body = {"sequences": [[[0.1] * FEATURES] * 500]}
+        url = f"{server.url}/v1/models/{MODEL}/predict"
+        hung = httpx.post(url, json=body, timeout=60)
+        assert hung.status_code == 500, hung.text
+        assert hung.json()["error_type"] == "inference_failed"
+
+        def serving_again() -> bool:
+            return httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+
+        poll(serving_again, 60, "readiness after the engine's restart")
+        log = server.stop(DRAIN_WAIT_S)
+    finally:
+        server.kill()
+    assert "engine failed" in log, log
+    assert "exited with status 4" in log, log
+
+
+def test_sigterm_under_load_drains_the_frontends_then_the_engine_answering_everything(
+    wide_repository: Path, pool: ThreadPoolExecutor
+) -> None:
+    server = Server(wide_repository, *SLOW, "--workers", "2")
+    try:
+        futures = send_load(server, pool, sequences=PER_REQUEST)
+        poll(lambda: queued(server, 8 * PER_REQUEST), 60, "every request to be queued")
+        log = server.stop(DRAIN_WAIT_S)
+    finally:
+        server.kill()
+    assert [future.result() for future in futures] == [200] * 8
+    assert server.process.returncode == 0, log
+    # The engine stops last: after both frontends have drained.
+    assert log.rindex("drained: answered") < log.index("engine draining"), log

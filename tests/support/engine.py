@@ -1,0 +1,36 @@
+"""An engine served in this process (``service.engine.server.EngineServer`` over the tiny
+repository, on an IPC socket in a temporary directory), for the tests that reach it through a
+frontend app (``create_app`` with ``engine_addresses``) over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from service.engine.loading import LoadedRuntime, load_registry, onnx_runtime_factory
+from service.engine.server import EngineServer
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+
+
+@asynccontextmanager
+async def running_engine(
+    settings: Settings, directory: Path, factory: Callable[..., LoadedRuntime] | None = None
+) -> AsyncIterator[EngineServer]:
+    """An engine over ``settings.model_repository`` (runtimes from ``factory``, ORT's by
+    default) listening at ``ipc://<directory>/engine.sock`` (``server.address``); stopped, its
+    batchers closed, when the block ends."""
+    registry = await load_registry(settings, ServiceMetrics(), factory or onnx_runtime_factory)
+    server = EngineServer(registry, f"ipc://{directory / 'engine.sock'}", settings.retry_after_s)
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        yield server
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        await registry.close(1.0)
+        server.close()
