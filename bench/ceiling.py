@@ -6,7 +6,7 @@ longest ``T``. Batches are cut in three ways:
 
 * ``arrival``: consecutive sequences of the sample (what first-come batching would run);
 * ``sorted``: the sample sorted by length, then cut (what length-aware batching aims at);
-* ``batcher``: as the service's batching policy (``service.registry.batch_policy``)
+* ``batcher``: as the service's batching policy (``service.engine.loading.batch_policy``)
   cuts them with a given number of sequences waiting.
 
 ORT runs in the service's CPU configuration: one session, one intra-op thread per run, and as

@@ -44,7 +44,7 @@ from bench.servers import ROOT, SERVER_LABELS, SERVERS, running_server, served_m
 from bench.sessions import ort_session
 from loadtest.distributions import parse_int_distribution
 from loadtest.payloads import PROTOCOLS
-from service.registry import batch_policy
+from service.engine.loading import batch_policy
 from service.settings import settings_from_cli
 
 log = logging.getLogger("bench")

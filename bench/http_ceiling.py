@@ -26,8 +26,8 @@ import numpy as np
 import uvicorn
 
 from service.app import create_app
+from service.engine.loading import LoadedRuntime, onnx_runtime_factory
 from service.logs import configure_logging
-from service.registry import LoadedRuntime, onnx_runtime_factory
 from service.runtime.session import ModelSpec
 from service.settings import Settings, settings_from_cli
 
