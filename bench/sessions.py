@@ -1,7 +1,7 @@
 """ONNX Runtime sessions opened as the service opens them, for the in-process ceiling
 (``bench.ceiling``), the naive baseline (``bench.naive_server``) and the GPU checks
 (``bench.gpu_check``, which also opens TF32 sessions to compare): the same session options
-(``service.runtime.session.session_options``) and, on CUDA, the same FP32 provider options, so
+(``contract.sessions.session_options``) and, on CUDA, the same FP32 provider options, so
 that what differs from the service is what is measured (batching, HTTP), not ORT's settings.
 """
 
@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import onnxruntime as ort
 
-from service.runtime.providers import CPU, CUDA, CUDA_OPTIONS
-from service.runtime.session import session_options
+from contract.providers import CPU, CUDA, CUDA_OPTIONS
+from contract.sessions import session_options
 
 Provider = Literal["cpu", "cuda"]
 

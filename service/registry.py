@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from contract.spec import ModelSpec
 from service.batching.batcher import BatchRunner, DynamicBatcher
 from service.batching.formation import BatchPolicy
 from service.errors import ModelNotFound, Unavailable
 from service.metrics import ServiceMetrics
 from service.runtime.repository import discover
-from service.runtime.session import ModelRuntime, ModelSpec
+from service.runtime.session import ModelRuntime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

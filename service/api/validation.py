@@ -23,7 +23,7 @@ import orjson
 from service.errors import InvalidInput, MalformedRequest, ResponseTooLarge
 
 if TYPE_CHECKING:
-    from service.runtime.session import ModelSpec
+    from contract.spec import ModelSpec
     from service.settings import Settings
 
 _NUMERIC_KINDS = "fiu"
