@@ -30,6 +30,7 @@ import torch
 from bench.servers import RunningServer
 from contract.providers import ProviderPreference
 from contract.sessions import create_session
+from contract.spec import is_per_step
 from export.reference import onnx_outputs, torch_outputs
 from models.checkpoint import load_checkpoint
 from padding import pad_sequences
@@ -54,7 +55,7 @@ def max_errors(a: dict, b: dict, lengths: np.ndarray) -> dict[str, float]:
     errors = {}
     for name in a:
         x, y = a[name], b[name]
-        if name == "outputs":
+        if is_per_step(name):  # (B, T, D): compared over the shorter T
             x, y = x[:, : y.shape[1]], y[:, : x.shape[1]]
         errors[name] = float(np.max(np.abs(x.astype(np.float64) - y)))
     return errors

@@ -53,6 +53,7 @@ from contract.names import (
     output_names,
 )
 from contract.sessions import create_session
+from contract.spec import batch_axis, is_per_step
 from export.reference import (
     Arrays,
     fill_padding,
@@ -398,12 +399,8 @@ def _row(result: Arrays, row: int, length: int) -> Arrays:
     """Sequence ``row``'s results (batch axis kept, length 1), outputs cut to ``length``."""
     picked = {}
     for name, value in result.items():
-        if name == OUTPUTS:
-            picked[name] = value[row : row + 1, :length]
-        elif name.startswith("final_"):
-            picked[name] = value[:, row : row + 1]  # (dirs, 1, H)
-        else:
-            picked[name] = value[row : row + 1]
+        kept = np.take(value, [row], axis=batch_axis(name))  # final_*: (dirs, 1, H_n)
+        picked[name] = kept[:, :length] if is_per_step(name) else kept
     return picked
 
 
