@@ -81,6 +81,7 @@ RUN --mount=type=bind,from=wheels,target=/tmp/wheels \
 # context's artifacts/checkpoints/ are reused: the wildcards may match nothing, `artifact[s]`
 # included, which a context without artifacts/ needs (a missing plain folder fails the COPY).
 COPY padding/ padding/
+COPY contract/ contract/
 COPY models/ models/
 COPY export/ export/
 COPY artifact[s]/checkpoints/*.pt artifacts/checkpoints/
@@ -111,6 +112,7 @@ RUN --mount=type=secret,id=ca,required=false \
     && python -m pip install --requirement /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY padding/ padding/
+COPY contract/ contract/
 COPY loadtest/ loadtest/
 # Results go to /app/loadtest-results (docker-compose.yml mounts ./loadtest-results there).
 ENTRYPOINT ["python", "-m", "loadtest"]

@@ -31,7 +31,8 @@ import numpy as np
 
 from bench.cpu import MachineCpu
 from bench.records import CeilingCell, CeilingRow, Ceilings, CeilingSample, SingleSequence
-from bench.sessions import Provider, ort_session
+from contract.providers import ProviderPreference
+from contract.sessions import create_session
 from padding import pad_sequences
 from service.batching.formation import BatchPolicy, select_batch
 
@@ -188,7 +189,7 @@ def measure_ceilings(
     parallel: int,
     policy: BatchPolicy,
     batcher_waiting: Sequence[int] = (),
-    provider: Provider = "cpu",
+    provider: ProviderPreference = "cpu",
 ) -> Ceilings:
     """Every in-process figure: ORT parallel/threads and torch (when ``checkpoint`` is given),
     per batch size and order, and on the batches ``policy`` cuts with each of
@@ -198,8 +199,9 @@ def measure_ceilings(
     started = time.perf_counter()
     sequences = sample_sequences(sample, features, low, high)
     cores = os.cpu_count() or 1
-    one_thread = ort_session(model_file, 1, provider)
-    all_threads = ort_session(model_file, cores, provider)
+    # On CUDA both get one intra-op thread, as the service's sessions do (create_session).
+    one_thread = create_session(model_file, provider, 1)[0]
+    all_threads = create_session(model_file, provider, cores)[0]
     cells: list[tuple[int | str, str, list[Batch]]] = [
         (b, order, cut(sequences, b, order)) for b in batch_sizes for order in ORDERS
     ]

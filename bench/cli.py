@@ -41,7 +41,7 @@ from bench.load import LoadPlan, load_server
 from bench.records import Ceilings, Point, ServerStart, SuiteReport
 from bench.report import describe_machine, suite_markdown, write_results
 from bench.servers import ROOT, SERVER_LABELS, SERVERS, running_server, served_model_file
-from bench.sessions import ort_session
+from contract.sessions import create_session
 from loadtest.distributions import parse_int_distribution
 from loadtest.payloads import PROTOCOLS
 from service.engine.loading import batch_policy
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = load_average()
     import onnxruntime as ort
 
-    features = int(ort_session(model_file, 1).get_inputs()[0].shape[2])
+    features = int(create_session(model_file, "cpu", 1)[0].get_inputs()[0].shape[2])
     ceilings = None if args.no_ceiling else _ceilings(args, model_file, checkpoint, features)
     plan = LoadPlan(
         model=args.model,

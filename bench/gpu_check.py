@@ -28,7 +28,9 @@ import onnxruntime as ort
 import torch
 
 from bench.servers import RunningServer
-from bench.sessions import Provider, ort_session
+from contract.providers import ProviderPreference
+from contract.sessions import create_session
+from contract.spec import is_per_step
 from export.reference import onnx_outputs, torch_outputs
 from models.checkpoint import load_checkpoint
 from padding import pad_sequences
@@ -53,22 +55,26 @@ def max_errors(a: dict, b: dict, lengths: np.ndarray) -> dict[str, float]:
     errors = {}
     for name in a:
         x, y = a[name], b[name]
-        if name == "outputs":
+        if is_per_step(name):  # (B, T, D): compared over the shorter T
             x, y = x[:, : y.shape[1]], y[:, : x.shape[1]]
         errors[name] = float(np.max(np.abs(x.astype(np.float64) - y)))
     return errors
 
 
 def parity(
-    name: str, model_path: Path, checkpoint: Path, rng: np.random.Generator, provider: Provider
+    name: str,
+    model_path: Path,
+    checkpoint: Path,
+    rng: np.random.Generator,
+    provider: ProviderPreference,
 ) -> dict:
     """Torch (float64) vs ORT on ``provider`` (FP32 and TF32) and on the CPU; with ``provider``
     ``cpu`` (the dry run) the "cuda" figures are the CPU's."""
     model, _ = load_checkpoint(checkpoint)
     model = model.double()
-    cuda = ort_session(model_path, ORT_THREADS, provider)
-    cpu = ort_session(model_path, ORT_THREADS, "cpu")
-    tf32 = ort_session(model_path, ORT_THREADS, provider, tf32=True)
+    cuda = create_session(model_path, provider, ORT_THREADS)[0]
+    cpu = create_session(model_path, "cpu", ORT_THREADS)[0]
+    tf32 = create_session(model_path, provider, ORT_THREADS, tf32=True)[0]
     features = model.config.input_size
     report: dict[str, Any] = {"cuda_session_providers": cuda.get_providers()}
     for batch in (1, 64, 256):
@@ -113,9 +119,9 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
     model, _ = load_checkpoint(checkpoint)
     gpu_model = model.cuda().eval()
     torch.backends.cudnn.allow_tf32 = False  # the same FP32 math as ORT's sessions
-    cuda = ort_session(model_path, ORT_THREADS, "cuda")
-    cpu = ort_session(model_path, ORT_THREADS, "cpu")
-    tf32 = ort_session(model_path, ORT_THREADS, "cuda", tf32=True)
+    cuda = create_session(model_path, "cuda", ORT_THREADS)[0]
+    cpu = create_session(model_path, "cpu", ORT_THREADS)[0]
+    tf32 = create_session(model_path, "cuda", ORT_THREADS, tf32=True)[0]
     features = model.config.input_size
     rows = {}
     for batch in (1, 16, 64, 256, 1024):
@@ -143,7 +149,7 @@ def timings(model_path: Path, checkpoint: Path, rng: np.random.Generator) -> dic
     return rows
 
 
-def server_check(repository: Path, rng: np.random.Generator, provider: Provider) -> dict:
+def server_check(repository: Path, rng: np.random.Generator, provider: ProviderPreference) -> dict:
     import httpx
 
     # At the service's default log level (info), so that the log tail says what it chose.
@@ -156,7 +162,7 @@ def server_check(repository: Path, rng: np.random.Generator, provider: Provider)
         models = httpx.get(f"{url}/v1/models").json()["models"]
         report["providers"] = {m["name"]: m.get("provider") for m in models}
         # Results over HTTP on CUDA vs in-process ORT on the CPU.
-        cpu = ort_session(repository / "bilstm" / "1" / "model.onnx", ORT_THREADS, "cpu")
+        cpu = create_session(repository / "bilstm" / "1" / "model.onnx", "cpu", ORT_THREADS)[0]
         inputs, lengths = make_batch(rng, 32, 12)
         expected = onnx_outputs(cpu, inputs, lengths)
         body = {

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 
+from contract.spec import ModelSpec
 from service.app import create_app
 from service.engine.loading import LoadedRuntime, onnx_runtime_factory
 from service.logs import configure_logging
-from service.runtime.session import ModelSpec
 from service.settings import Settings, settings_from_cli
 
 log = logging.getLogger("bench.http_ceiling")

@@ -29,7 +29,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from bench.sessions import Provider, ort_session
+from contract.providers import ProviderPreference
+from contract.sessions import create_session
 from padding import pad_sequences
 from service.runtime.repository import discover
 
@@ -42,7 +43,7 @@ def _json(content: Any) -> Response:
 
 
 def create_naive_app(
-    model_repository: Path, intra_op_threads: int = 1, provider: Provider = "cpu"
+    model_repository: Path, intra_op_threads: int = 1, provider: ProviderPreference = "cpu"
 ) -> FastAPI:
     """The baseline app over the highest version of each model in the repository, found as the
     service finds them, in sessions opened as the service opens them (the baseline differs in
@@ -51,7 +52,7 @@ def create_naive_app(
     sessions: dict[str, ort.InferenceSession] = {}
     labels_of: dict[str, list[str]] = {}
     for name, path in latest.items():  # discover sorts each model's versions: the last wins
-        session = ort_session(path, intra_op_threads, provider)
+        session = create_session(path, provider, intra_op_threads)[0]
         sessions[name] = session
         meta = session.get_modelmeta().custom_metadata_map
         labels_of[name] = [str(x) for x in json.loads(meta.get("labels", "[]"))]

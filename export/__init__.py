@@ -1,7 +1,8 @@
 """torch ``LSTMClassifier`` → ONNX with real variable-length semantics, verified, written into a
 Triton-layout model repository (see ``docs/model-contract.md``).
 
-Modules: ``contract`` (the graph's names), ``graph`` (the ONNX builder), ``reference`` (torch's
+Modules (the graph's names, the session factory and the provider choice are the top-level
+``contract`` package's): ``graph`` (the ONNX builder), ``reference`` (torch's
 and ONNX Runtime's outputs under those names, and the random feeds they are compared on),
 ``verify`` (the checks), ``metadata``, ``repository`` (the Triton layout), ``exporter`` (build,
 verify, write); the commands ``cli`` (``python -m export`` and what every command shares),
@@ -26,11 +27,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from contract.providers import ProviderUnavailableError
     from export.exporter import ExportResult, export_checkpoint, export_model
     from export.graph import build_onnx_model
     from export.metadata import read_metadata
     from export.verify import (
-        ProviderUnavailableError,
         VerificationError,
         VerificationReport,
         VerifySettings,
@@ -43,7 +44,7 @@ _LAZY = {
     "export_model": "export.exporter",
     "build_onnx_model": "export.graph",
     "read_metadata": "export.metadata",
-    "ProviderUnavailableError": "export.verify",
+    "ProviderUnavailableError": "contract.providers",
     "VerificationError": "export.verify",
     "VerificationReport": "export.verify",
     "VerifySettings": "export.verify",

@@ -150,7 +150,8 @@ def up_to_date(checkpoint: Path, repository: Path, name: str, version: int | Non
 
 def run_export(export: Callable[[], ExportResult], what: str) -> int:
     """Run an export and print its report; the exit status of the export commands (0, 1, 2)."""
-    from export.verify import ProviderUnavailableError, VerificationError
+    from contract.providers import ProviderUnavailableError
+    from export.verify import VerificationError
 
     try:
         result = export()

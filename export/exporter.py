@@ -8,7 +8,8 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from export import contract, repository
+from contract.names import CONFIG_FILENAME, validate_model_name, validate_version
+from export import repository
 from export.graph import OPSET, build_onnx_model
 from export.metadata import attach_metadata, build_metadata, state_dict_sha256
 from export.verify import VerificationReport, VerifySettings, verify_onnx
@@ -54,9 +55,9 @@ def export_model(
         ProviderUnavailableError: the verification provider cannot run here.
         ValueError: a bad name or version.
     """
-    contract.validate_model_name(name)
+    validate_model_name(name)
     version = repository.next_version(repository_dir, name) if version is None else version
-    contract.validate_version(version)
+    validate_version(version)
     verify = verify or VerifySettings()
     reference = copy.deepcopy(model).cpu().eval()
     proto = build_onnx_model(reference, opset=opset)
@@ -75,9 +76,7 @@ def export_model(
     path = repository.write_model(
         repository_dir, name, version, proto.SerializeToString(), config_text
     )
-    return ExportResult(
-        name, version, path, path.parent.parent / contract.CONFIG_FILENAME, report, metadata
-    )
+    return ExportResult(name, version, path, path.parent.parent / CONFIG_FILENAME, report, metadata)
 
 
 def export_checkpoint(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from export import contract
+from contract.names import LOGITS, OUTPUTS, PROBS, final_c, final_h
 from export.cli import add_repository_arguments, add_verify_arguments, run_export, verify_settings
 
 REFERENCE_TOLERANCE = 1e-5
@@ -43,7 +43,7 @@ def reference_errors(model: Any, reference: Path) -> dict[str, float]:
     out = torch_outputs(model, data["inputs"], data["lengths"])
     # TensorFlow's names: the graph's, with states (B, H) per layer and the top bidirectional
     # layer's split by direction.
-    ours = {name: out[name] for name in (contract.LOGITS, contract.PROBS, contract.OUTPUTS)}
+    ours = {name: out[name] for name in (LOGITS, PROBS, OUTPUTS)}
     half = ours["outputs"].shape[2] // 2
     ours["outputs_fw"], ours["outputs_bw"] = (
         ours["outputs"][..., :half],
@@ -51,9 +51,9 @@ def reference_errors(model: Any, reference: Path) -> dict[str, float]:
     )
     layers = len(model.config.layer_sizes)
     for n in range(layers):
-        ours[f"final_c_{n}"] = out[contract.final_c(n)][0]
-        ours[f"final_h_{n}"] = out[contract.final_h(n)][0]
-    top_c, top_h = out[contract.final_c(layers - 1)], out[contract.final_h(layers - 1)]
+        ours[f"final_c_{n}"] = out[final_c(n)][0]
+        ours[f"final_h_{n}"] = out[final_h(n)][0]
+    top_c, top_h = out[final_c(layers - 1)], out[final_h(layers - 1)]
     if top_c.shape[0] == 2:
         ours["final_c_fw"], ours["final_h_fw"] = top_c[0], top_h[0]
         ours["final_c_bw"], ours["final_h_bw"] = top_c[1], top_h[1]

@@ -25,7 +25,19 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from export import contract
+from contract.names import (
+    BATCH_DIM,
+    INPUTS,
+    LENGTHS,
+    LOGITS,
+    OUTPUTS,
+    PROBS,
+    TIME_DIM,
+    final_c,
+    final_h,
+    initial_c,
+    initial_h,
+)
 from models.architectures import LSTMClassifier
 
 OPSET = 21
@@ -113,27 +125,23 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
     direction = "bidirectional" if config.bidirectional else "forward"
     g = _GraphBuilder()
 
-    batch, time = contract.BATCH_DIM, contract.TIME_DIM
+    batch, time = BATCH_DIM, TIME_DIM
     graph_inputs = [
-        helper.make_tensor_value_info(
-            contract.INPUTS, _ELEM_TYPE, [batch, time, config.input_size]
-        ),
-        helper.make_tensor_value_info(contract.LENGTHS, TensorProto.INT32, [batch]),
+        helper.make_tensor_value_info(INPUTS, _ELEM_TYPE, [batch, time, config.input_size]),
+        helper.make_tensor_value_info(LENGTHS, TensorProto.INT32, [batch]),
     ]
     graph_outputs = [
-        helper.make_tensor_value_info(contract.LOGITS, _ELEM_TYPE, [batch, config.num_classes]),
-        helper.make_tensor_value_info(contract.PROBS, _ELEM_TYPE, [batch, config.num_classes]),
-        helper.make_tensor_value_info(
-            contract.OUTPUTS, _ELEM_TYPE, [batch, time, config.output_size]
-        ),
+        helper.make_tensor_value_info(LOGITS, _ELEM_TYPE, [batch, config.num_classes]),
+        helper.make_tensor_value_info(PROBS, _ELEM_TYPE, [batch, config.num_classes]),
+        helper.make_tensor_value_info(OUTPUTS, _ELEM_TYPE, [batch, time, config.output_size]),
     ]
 
     # The states' target shape (dirs, B, H_n) needs B at run time: take it from the inputs.
-    g.node("Shape", [contract.INPUTS], ["batch_size"], start=0, end=1)
+    g.node("Shape", [INPUTS], ["batch_size"], start=0, end=1)
     g.const("dirs", np.array([dirs], dtype=np.int64))
     g.const("flatten_last_two", np.array([0, 0, -1], dtype=np.int64))
 
-    layer_input = g.node("Transpose", [contract.INPUTS], ["inputs_tbf"], perm=[1, 0, 2])[0]
+    layer_input = g.node("Transpose", [INPUTS], ["inputs_tbf"], perm=[1, 0, 2])[0]
     for n, (layer, hidden) in enumerate(zip(model.layers, config.layer_sizes, strict=True)):
         w, r, b = _layer_weights(layer, dirs)
         g.const(f"W_{n}", w)
@@ -144,7 +152,7 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
             "Concat", ["dirs", "batch_size", f"hidden_{n}"], [f"state_shape_{n}"], axis=0
         )[0]
         states = {}
-        for state_name in (contract.initial_h(n), contract.initial_c(n)):
+        for state_name in (initial_h(n), initial_c(n)):
             # Graph input + initializer = an overridable initializer: callers may leave it out.
             # Stored with batch 1 so the file does not depend on B; Expand broadcasts it, and a
             # full (dirs, B, H_n) state passed by a caller goes through Expand unchanged.
@@ -162,18 +170,18 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
                 f"W_{n}",
                 f"R_{n}",
                 f"B_{n}",
-                contract.LENGTHS,
-                states[contract.initial_h(n)],
-                states[contract.initial_c(n)],
+                LENGTHS,
+                states[initial_h(n)],
+                states[initial_c(n)],
             ],
-            [f"Y_{n}", contract.final_h(n), contract.final_c(n)],
+            [f"Y_{n}", final_h(n), final_c(n)],
             hidden_size=hidden,
             direction=direction,
             layout=0,
         )[0]
         graph_outputs += [
-            helper.make_tensor_value_info(contract.final_c(n), _ELEM_TYPE, [dirs, batch, hidden]),
-            helper.make_tensor_value_info(contract.final_h(n), _ELEM_TYPE, [dirs, batch, hidden]),
+            helper.make_tensor_value_info(final_c(n), _ELEM_TYPE, [dirs, batch, hidden]),
+            helper.make_tensor_value_info(final_h(n), _ELEM_TYPE, [dirs, batch, hidden]),
         ]
         # Y (T, dirs, B, H) → (T, B, dirs, H) → (T, B, dirs*H): forward half first, as torch.
         if n + 1 < len(config.layer_sizes):
@@ -181,17 +189,17 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
             layer_input = g.node("Reshape", [y_tbdh, "flatten_last_two"], [f"X_{n + 1}"])[0]
         else:
             y_btdh = g.node("Transpose", [y], [f"Y_{n}_btdh"], perm=[2, 0, 1, 3])[0]
-            g.node("Reshape", [y_btdh, "flatten_last_two"], [contract.OUTPUTS])
+            g.node("Reshape", [y_btdh, "flatten_last_two"], [OUTPUTS])
 
     # Head on concat(h_fw, h_bw) of the top layer: (dirs, B, H) → (B, dirs, H) → (B, D).
     top = len(config.layer_sizes) - 1
-    h_bdh = g.node("Transpose", [contract.final_h(top)], ["top_h_bdh"], perm=[1, 0, 2])[0]
+    h_bdh = g.node("Transpose", [final_h(top)], ["top_h_bdh"], perm=[1, 0, 2])[0]
     g.const("flatten_to_2d", np.array([0, -1], dtype=np.int64))
     final = g.node("Reshape", [h_bdh, "flatten_to_2d"], ["top_h"])[0]
     g.const("head_weight", model.head.weight.detach().cpu().numpy().astype(_NP_DTYPE))  # (C, D)
     g.const("head_bias", model.head.bias.detach().cpu().numpy().astype(_NP_DTYPE))  # (C,)
-    g.node("Gemm", [final, "head_weight", "head_bias"], [contract.LOGITS], transB=1)
-    g.node("Softmax", [contract.LOGITS], [contract.PROBS], axis=-1)
+    g.node("Gemm", [final, "head_weight", "head_bias"], [LOGITS], transB=1)
+    g.node("Softmax", [LOGITS], [PROBS], axis=-1)
 
     graph = helper.make_graph(
         g.nodes, "lstm_classifier", graph_inputs, graph_outputs, initializer=g.initializers

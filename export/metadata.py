@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from export import contract
+from contract.names import CONTRACT, METADATA_KEYS
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
 
 
@@ -45,9 +45,9 @@ def build_metadata(
         "max_length_verified": str(max_length_verified),
         "source_checkpoint_sha256": source_sha256,
         "parity": parity_json,
-        "contract": contract.CONTRACT,
+        "contract": CONTRACT,
     }
-    assert tuple(metadata) == contract.METADATA_KEYS  # one list of keys, kept in step
+    assert tuple(metadata) == METADATA_KEYS  # one list of keys, kept in step
     return metadata
 
 

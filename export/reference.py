@@ -22,7 +22,17 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export import contract
+from contract.names import (
+    INPUTS,
+    LENGTHS,
+    LOGITS,
+    OUTPUTS,
+    PROBS,
+    final_c,
+    final_h,
+    initial_c,
+    initial_h,
+)
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
 from models.rnn import LSTMStateTuple
 
@@ -52,21 +62,21 @@ def torch_outputs(
     if initial_states is not None:
         initial = tuple(
             LSTMStateTuple(
-                tensor(initial_states[contract.initial_c(n)]),
-                tensor(initial_states[contract.initial_h(n)]),
+                tensor(initial_states[initial_c(n)]),
+                tensor(initial_states[initial_h(n)]),
             )
             for n in range(len(model.config.layer_sizes))
         )
     with torch.no_grad():
         result = model(tensor(inputs), torch.from_numpy(np.asarray(lengths)), initial)
     arrays = {
-        contract.LOGITS: result.logits.cpu().numpy(),
-        contract.PROBS: result.probs.cpu().numpy(),
-        contract.OUTPUTS: result.outputs.cpu().numpy(),
+        LOGITS: result.logits.cpu().numpy(),
+        PROBS: result.probs.cpu().numpy(),
+        OUTPUTS: result.outputs.cpu().numpy(),
     }
     for n, state in enumerate(result.states):
-        arrays[contract.final_c(n)] = state.c.cpu().numpy()
-        arrays[contract.final_h(n)] = state.h.cpu().numpy()
+        arrays[final_c(n)] = state.c.cpu().numpy()
+        arrays[final_h(n)] = state.h.cpu().numpy()
     return arrays
 
 
@@ -80,7 +90,7 @@ def onnx_outputs(
     """``session`` on the same feeds as ``torch_outputs``: the outputs ``names`` (default:
     every output of the session), by name. ``lengths`` are fed as int32."""
     names = list(names) if names is not None else [o.name for o in session.get_outputs()]
-    feeds = {contract.INPUTS: inputs, contract.LENGTHS: np.asarray(lengths, dtype=np.int32)}
+    feeds = {INPUTS: inputs, LENGTHS: np.asarray(lengths, dtype=np.int32)}
     feeds.update(initial_states or {})
     return dict(zip(names, session.run(names, feeds), strict=True))
 
@@ -119,5 +129,5 @@ def random_initial_states(
     return {
         name: (scale * rng.standard_normal((dirs, batch_size, hidden))).astype(np.float32)
         for n, hidden in enumerate(config.layer_sizes)
-        for name in (contract.initial_c(n), contract.initial_h(n))
+        for name in (initial_c(n), initial_h(n))
     }

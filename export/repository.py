@@ -14,7 +14,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export import contract
+from contract.names import (
+    CONFIG_FILENAME,
+    INPUTS,
+    LENGTHS,
+    LOGITS,
+    MODEL_FILENAME,
+    OUTPUTS,
+    PROBS,
+    validate_model_name,
+    validate_version,
+)
 from models.architectures import LSTMClassifierConfig
 
 DEFAULT_MAX_BATCH_SIZE = 256
@@ -35,7 +45,7 @@ def triton_config(
     reshaped to ``[]``. Only batch-first tensors can be listed, so the states (``(dirs, B, H_n)``)
     are left out: Triton feeds the zero initial states and does not return the final ones.
     """
-    contract.validate_model_name(name)
+    validate_model_name(name)
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
 
@@ -47,13 +57,13 @@ def triton_config(
         )
 
     inputs = [
-        tensor(contract.INPUTS, "TYPE_FP32", [-1, config.input_size]),
-        tensor(contract.LENGTHS, "TYPE_INT32", [1], scalar=True),
+        tensor(INPUTS, "TYPE_FP32", [-1, config.input_size]),
+        tensor(LENGTHS, "TYPE_INT32", [1], scalar=True),
     ]
     outputs = [
-        tensor(contract.LOGITS, "TYPE_FP32", [config.num_classes]),
-        tensor(contract.PROBS, "TYPE_FP32", [config.num_classes]),
-        tensor(contract.OUTPUTS, "TYPE_FP32", [-1, config.output_size]),
+        tensor(LOGITS, "TYPE_FP32", [config.num_classes]),
+        tensor(PROBS, "TYPE_FP32", [config.num_classes]),
+        tensor(OUTPUTS, "TYPE_FP32", [-1, config.output_size]),
     ]
     return (
         "# Written by export/ (lstm-serving/onnx-v1). Triton model configuration.\n"
@@ -72,15 +82,13 @@ def triton_config(
 
 def model_versions(repository: str | Path, name: str) -> list[int]:
     """The versions of ``name`` that hold a ``model.onnx``, ascending."""
-    model_dir = Path(repository) / contract.validate_model_name(name)
+    model_dir = Path(repository) / validate_model_name(name)
     if not model_dir.is_dir():
         return []
     return sorted(
         int(entry.name)
         for entry in model_dir.iterdir()
-        if entry.name.isdigit()
-        and int(entry.name) > 0
-        and (entry / contract.MODEL_FILENAME).is_file()
+        if entry.name.isdigit() and int(entry.name) > 0 and (entry / MODEL_FILENAME).is_file()
     )
 
 
@@ -96,7 +104,7 @@ def exported_sha256(repository: str | Path, name: str, version: int) -> str | No
     from export.metadata import read_metadata  # onnx: only when a model is there to read
 
     path = model_path(repository, name, version)
-    if not path.is_file() or not (path.parent.parent / contract.CONFIG_FILENAME).is_file():
+    if not path.is_file() or not (path.parent.parent / CONFIG_FILENAME).is_file():
         return None
     try:
         return read_metadata(path).get("source_checkpoint_sha256")
@@ -106,9 +114,9 @@ def exported_sha256(repository: str | Path, name: str, version: int) -> str | No
 
 def model_path(repository: str | Path, name: str, version: int) -> Path:
     """Where version ``version`` of ``name`` lives: ``<repo>/<name>/<version>/model.onnx``."""
-    contract.validate_model_name(name)
-    contract.validate_version(version)
-    return Path(repository) / name / str(version) / contract.MODEL_FILENAME
+    validate_model_name(name)
+    validate_version(version)
+    return Path(repository) / name / str(version) / MODEL_FILENAME
 
 
 def write_model(
@@ -127,8 +135,8 @@ def write_model(
         staging = _staging_dir(repo, name)
         try:
             (staging / str(version)).mkdir()
-            _write_file(staging / str(version) / contract.MODEL_FILENAME, model_bytes)
-            _write_file(staging / contract.CONFIG_FILENAME, config_text.encode())
+            _write_file(staging / str(version) / MODEL_FILENAME, model_bytes)
+            _write_file(staging / CONFIG_FILENAME, config_text.encode())
             if _rename_if_absent(staging, model_dir):
                 return target
         finally:
@@ -138,13 +146,13 @@ def write_model(
     if not version_dir.exists():
         staging = _staging_dir(model_dir, str(version))
         try:
-            _write_file(staging / contract.MODEL_FILENAME, model_bytes)
+            _write_file(staging / MODEL_FILENAME, model_bytes)
             placed = _rename_if_absent(staging, version_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if not placed:
         atomic_write(target, model_bytes)
-    atomic_write(model_dir / contract.CONFIG_FILENAME, config_text.encode())
+    atomic_write(model_dir / CONFIG_FILENAME, config_text.encode())
     return target
 
 

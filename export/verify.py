@@ -40,7 +40,20 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export import contract
+from contract.names import (
+    BATCH_DIM,
+    INPUTS,
+    LENGTHS,
+    OUTPUTS,
+    TIME_DIM,
+    final_c,
+    final_h,
+    initial_c,
+    initial_h,
+    output_names,
+)
+from contract.sessions import create_session
+from contract.spec import batch_axis, is_per_step
 from export.reference import (
     Arrays,
     fill_padding,
@@ -52,19 +65,13 @@ from export.reference import (
 from models.architectures import LSTMClassifier
 from padding import pad_sequences
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEFAULT_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
-"""Max abs error allowed. CUDA gets more room: its kernels may change with the batch size, so even
-ORT-vs-ORT checks (padding invariance) need not be exact there (3.8e-5 measured on an H100: the
-README's "Performance on a GPU", ``bench/results/gpu-2026-11-26-export-cuda.txt``)."""
-CUDA_OPTIONS = {"use_tf32": "0"}
-"""CUDA provider options, as ``service/runtime/providers.py`` runs the models: TF32 GEMMs grew to
-3e-2 error in probabilities over 200 steps of the trained defaults (bench/results), so the
-service runs exact FP32, and the verifier checks what is served."""
-
-
-class ProviderUnavailableError(RuntimeError):
-    """The execution provider asked for cannot run here (e.g. CUDA on a machine without a GPU)."""
+"""Max abs error allowed, per provider (``cpu`` or ``cuda``). CUDA gets more room: its kernels may
+change with the batch size, so even ORT-vs-ORT checks (padding invariance) need not be exact
+there (3.8e-5 measured on an H100: the README's "Performance on a GPU",
+``bench/results/gpu-2026-11-26-export-cuda.txt``). The session is the service's
+(``contract.sessions.create_session``): on CUDA exact FP32 (TF32 off), so the verifier checks
+what is served."""
 
 
 class VerificationError(RuntimeError):
@@ -97,8 +104,10 @@ class VerifySettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {self.provider!r}")
+        if self.provider not in DEFAULT_TOLERANCE:
+            raise ValueError(
+                f"provider must be one of {sorted(DEFAULT_TOLERANCE)}, got {self.provider!r}"
+            )
         if self.max_length < 2 or self.batch_size < 2 or self.num_batches < 1:
             raise ValueError("max_length and batch_size must be >= 2, num_batches >= 1")
         if self.tolerance is not None and not self.tolerance >= 0:
@@ -196,31 +205,6 @@ class VerificationReport:
             raise VerificationError(self)
 
 
-def create_session(model: onnx.ModelProto | bytes, provider: str = "cpu") -> ort.InferenceSession:
-    """An ORT session on ``provider`` (``cpu`` or ``cuda``); raises ``ProviderUnavailableError``
-    when CUDA is asked for and ORT would silently fall back to the CPU."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
-    wanted = PROVIDERS[provider]
-    if wanted not in ort.get_available_providers():
-        raise ProviderUnavailableError(f"{wanted} is not in this onnxruntime build")
-    options = ort.SessionOptions()
-    # Overridable initializers (the initial states) make ORT warn on every load; that is the
-    # contract's design, so keep the report readable.
-    options.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    providers: list[str | tuple[str, dict[str, str]]] = (
-        [wanted] if provider == "cpu" else [(wanted, CUDA_OPTIONS), PROVIDERS["cpu"]]
-    )
-    session = ort.InferenceSession(data, options, providers=providers)
-    if session.get_providers()[0] != wanted:
-        raise ProviderUnavailableError(
-            f"{wanted} could not start (ORT fell back to {session.get_providers()}); "
-            "is a GPU with a matching CUDA/cuDNN present?"
-        )
-    return session
-
-
 def verify_onnx(
     onnx_model: onnx.ModelProto | bytes,
     torch_model: LSTMClassifier,
@@ -234,8 +218,9 @@ def verify_onnx(
     settings = settings or VerifySettings()
     config = torch_model.config
     tolerance = settings.resolved_tolerance
-    session = create_session(onnx_model, settings.provider)
-    provider = session.get_providers()[0]
+    data = onnx_model.SerializeToString() if isinstance(onnx_model, onnx.ModelProto) else onnx_model
+    # intra_op_threads 0: ORT's default (a thread per core); a CUDA that cannot run raises.
+    session, provider = create_session(data, settings.provider, intra_op_threads=0)
     runner = _Runner(session, config.layer_sizes)
     references = _TorchReferences(torch_model)
     rng = np.random.default_rng(settings.seed)
@@ -329,7 +314,7 @@ class _Runner:
     def __init__(self, session: ort.InferenceSession, layer_sizes: tuple[int, ...]) -> None:
         self.session = session
         self.num_layers = len(layer_sizes)
-        self.names = contract.output_names(self.num_layers)
+        self.names = output_names(self.num_layers)
 
     def __call__(
         self,
@@ -343,8 +328,8 @@ class _Runner:
         """The final states of ``result`` renamed as initial-state feeds (for chunking)."""
         feeds = {}
         for n in range(self.num_layers):
-            feeds[contract.initial_c(n)] = result[contract.final_c(n)]
-            feeds[contract.initial_h(n)] = result[contract.final_h(n)]
+            feeds[initial_c(n)] = result[final_c(n)]
+            feeds[initial_h(n)] = result[final_h(n)]
         return feeds
 
 
@@ -380,23 +365,23 @@ def _check_contract_io(session: ort.InferenceSession, model: LSTMClassifier) -> 
     dirs, layers = config.num_directions, config.layer_sizes
     problems = []
     inputs = {i.name: i for i in session.get_inputs()}
-    if list(inputs) != [contract.INPUTS, contract.LENGTHS]:
+    if list(inputs) != [INPUTS, LENGTHS]:
         problems.append(f"inputs {list(inputs)}")
     else:
-        if inputs[contract.LENGTHS].type != "tensor(int32)":
-            problems.append(f"lengths is {inputs[contract.LENGTHS].type}")
-        expected = [contract.BATCH_DIM, contract.TIME_DIM, config.input_size]
-        if inputs[contract.INPUTS].shape != expected:
-            problems.append(f"inputs shape {inputs[contract.INPUTS].shape}")
+        if inputs[LENGTHS].type != "tensor(int32)":
+            problems.append(f"lengths is {inputs[LENGTHS].type}")
+        expected = [BATCH_DIM, TIME_DIM, config.input_size]
+        if inputs[INPUTS].shape != expected:
+            problems.append(f"inputs shape {inputs[INPUTS].shape}")
     expected_states = {}
     for n, hidden in enumerate(layers):
-        for name in (contract.initial_h(n), contract.initial_c(n)):
-            expected_states[name] = [dirs, contract.BATCH_DIM, hidden]
+        for name in (initial_h(n), initial_c(n)):
+            expected_states[name] = [dirs, BATCH_DIM, hidden]
     states = {i.name: i.shape for i in session.get_overridable_initializers()}
     if states != expected_states:
         problems.append(f"overridable states {states}")
     outputs = [o.name for o in session.get_outputs()]
-    if outputs != contract.output_names(len(layers)):
+    if outputs != output_names(len(layers)):
         problems.append(f"outputs {outputs}")
     return CheckResult(
         "contract_io", not problems, max_abs_error=None, limit=None, detail="; ".join(problems)
@@ -404,22 +389,18 @@ def _check_contract_io(session: ort.InferenceSession, model: LSTMClassifier) -> 
 
 
 def _past_length(runner: _Runner, batch: Batch) -> tuple[float, str]:
-    outputs = runner(batch.inputs, batch.lengths)[contract.OUTPUTS]  # (B, T, D)
+    outputs = runner(batch.inputs, batch.lengths)[OUTPUTS]  # (B, T, D)
     steps = np.arange(outputs.shape[1])
     padded = steps[None, :] >= batch.lengths[:, None]  # (B, T)
-    return float(np.max(np.abs(outputs[padded]), initial=0.0)), contract.OUTPUTS
+    return float(np.max(np.abs(outputs[padded]), initial=0.0)), OUTPUTS
 
 
 def _row(result: Arrays, row: int, length: int) -> Arrays:
     """Sequence ``row``'s results (batch axis kept, length 1), outputs cut to ``length``."""
     picked = {}
     for name, value in result.items():
-        if name == contract.OUTPUTS:
-            picked[name] = value[row : row + 1, :length]
-        elif name.startswith("final_"):
-            picked[name] = value[:, row : row + 1]  # (dirs, 1, H)
-        else:
-            picked[name] = value[row : row + 1]
+        kept = np.take(value, [row], axis=batch_axis(name))  # final_*: (dirs, 1, H_n)
+        picked[name] = kept[:, :length] if is_per_step(name) else kept
     return picked
 
 
@@ -455,8 +436,8 @@ def _chunked(
     worst = _Worst()
     for row, (length, split) in enumerate(zip(lengths, splits, strict=True)):
         joined = _row(tail, row, int(length - split))
-        joined[contract.OUTPUTS] = np.concatenate(
-            [head[contract.OUTPUTS][row : row + 1, :split], joined[contract.OUTPUTS]], axis=1
+        joined[OUTPUTS] = np.concatenate(
+            [head[OUTPUTS][row : row + 1, :split], joined[OUTPUTS]], axis=1
         )
         error, name = _max_error(joined, _row(whole, row, int(length)))
         worst.add(error, f"{name} of a length-{length} sequence split at {split}")

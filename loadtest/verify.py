@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.names import INPUTS, LENGTHS, PROBS
 from loadtest.payloads import DecodeError, PoolSpec, decode_response, pool_sequences
 
 MAX_FAILURES_SHOWN = 5
@@ -67,20 +68,18 @@ class OrtReference:
     """Each sequence ``(L, F)`` run alone through in-process ONNX Runtime (CPU)."""
 
     def __init__(self, model_file: Path) -> None:
-        import onnxruntime as ort
+        # Imported here: ONNX Runtime is needed only when a model file is given to check against.
+        from contract.sessions import create_session
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
+        # intra_op_threads 0: ORT's default, a thread per core.
+        self.session, _ = create_session(model_file, "cpu", intra_op_threads=0)
 
     def probs(self, sequence: np.ndarray) -> np.ndarray:
         feeds = {
-            "inputs": sequence[np.newaxis].astype(np.float32),
-            "lengths": np.array([len(sequence)], dtype=np.int32),
+            INPUTS: sequence[np.newaxis].astype(np.float32),
+            LENGTHS: np.array([len(sequence)], dtype=np.int32),
         }
-        return self.session.run(["probs"], feeds)[0][0]
+        return self.session.run([PROBS], feeds)[0][0]
 
 
 def verify_samples(

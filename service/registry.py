@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from contract.spec import ModelSpec
 from service.errors import ModelNotFound, Unavailable
-from service.runtime.session import ModelSpec
 
 SequenceResult = dict[str, np.ndarray]
 

@@ -10,13 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "export", "tf1_checkpoint", "padding", "service", "loadtest", "bench")
+PACKAGES = (
+    "contract",
+    "models",
+    "export",
+    "tf1_checkpoint",
+    "padding",
+    "service",
+    "loadtest",
+    "bench",
+)
 SOURCES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 DOCUMENT = re.compile(r"[\w./~-]+\.md\b")
 # With "tests" a test file cited by its path (tests/loadtest/conftest.py) is read as that path,
 # not as a package's file (loadtest/conftest.py).
 REPO_FILE = re.compile(
-    r"\b(?:tests|docs|bench|export|tf1_checkpoint|padding|service|models|loadtest|deploy|docker)/"
+    r"\b(?:tests|docs|bench|contract|export|tf1_checkpoint|padding|service|models|loadtest|deploy|docker)/"
     r"[\w./-]+\.\w+"
 )
 README_SECTION = re.compile(r"""README's "([^"]+)\"""")

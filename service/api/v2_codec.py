@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from contract.names import INPUTS, LENGTHS
+from contract.spec import batch_axis, is_per_step
 from service.api.validation import (
     BINARY_BYTES_PER_VALUE,
     JSON_BYTES_PER_VALUE,
@@ -47,7 +49,6 @@ from service.api.validation import (
 from service.errors import InvalidInput, MalformedRequest
 
 HEADER_LENGTH = "inference-header-content-length"
-INPUTS, LENGTHS = "inputs", "lengths"
 
 DATATYPES: dict[str, np.dtype[Any]] = {
     "FP16": np.dtype("<f2"),
@@ -378,14 +379,13 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
 def assemble(name: str, results: Sequence[dict[str, np.ndarray]], steps: int) -> np.ndarray:
     """Stack per-sequence results into the batch layout: ``outputs`` ``(B, steps, D)``, zero
     past each sequence's length; ``final_*`` ``(dirs, B, H_n)``; the others ``(B, C)``."""
-    if name == "outputs":
+    if is_per_step(name):
         width = results[0][name].shape[1]
         stacked = np.zeros((len(results), steps, width), dtype=np.float32)
         for b, result in enumerate(results):
             stacked[b, : len(result[name])] = result[name]
         return stacked
-    axis = 1 if name.startswith("final_") else 0
-    return np.stack([result[name] for result in results], axis=axis)
+    return np.stack([result[name] for result in results], axis=batch_axis(name))
 
 
 def encode_infer_results(

@@ -4,9 +4,9 @@ Only what passes here reaches the batcher. Shapes: ``B`` sequences, ``L`` steps 
 features, ``C`` classes, ``D`` per-step output width, ``dirs`` directions, ``H_n`` width of
 layer ``n``.
 
-This module imports only numpy, orjson and ``service.errors``: its decoders and encoders also
-run in the codec worker processes (``service.api.offload``), which must start fast and
-stay small, so nothing here may import ONNX Runtime, FastAPI or the registry.
+This module imports only numpy, orjson, ``contract.spec`` and ``service.errors``: its decoders
+and encoders also run in the codec worker processes (``service.api.offload``), which must start
+fast and stay small, so nothing here may import ONNX Runtime, FastAPI or the registry.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
+from contract.spec import ModelSpec, StateInput, batch_axis, is_per_step
 from service.errors import InvalidInput, MalformedRequest, ResponseTooLarge
 
 if TYPE_CHECKING:
-    from service.runtime.session import ModelSpec
     from service.settings import Settings
 
 _NUMERIC_KINDS = "fiu"
@@ -38,29 +38,12 @@ _NON_JSON_NUMBER = re.compile(r"(?<![a-z])-?(nan|inf|infinity)(?![a-z])", re.IGN
 
 
 @dataclass(frozen=True)
-class StateShape:
-    """An initial-state input ``initial_{c|h}_{n}`` ``(dirs, B, H_n)`` and its final output."""
-
-    name: str
-    output: str
-    directions: int
-    width: int
-
-
-@dataclass(frozen=True)
 class RequestRules:
-    """What one request to one model may hold and ask for: the model's shapes and the server's
-    limits. Unlike ``ModelSpec`` it pickles without ONNX Runtime, for the codec processes."""
+    """What one request to one model may hold and ask for: the model's spec (shapes, states,
+    labels) and the server's limits. Pickles without ONNX Runtime (``contract.spec`` is stdlib
+    only), for the codec processes."""
 
-    model: str
-    input_size: int
-    """``F``."""
-    num_classes: int
-    """``C``."""
-    labels: tuple[str, ...]
-    states: tuple[StateShape, ...]
-    output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    """Every output's shape, -1 where dynamic (the batch axis, and the time axis of ``outputs``)."""
+    spec: ModelSpec
     max_sequences: int = 256
     max_length: int = 1000
     """Longest sequence, and longest padded length ``T`` of a V2 batch, in steps."""
@@ -68,37 +51,62 @@ class RequestRules:
 
     @classmethod
     def of(cls, spec: ModelSpec, settings: Settings) -> RequestRules:
+        # The metadata (parity figures, checksums) rules nothing here, and the rules travel
+        # with every request that a codec process decodes: it stays behind.
         return cls(
-            model=spec.name,
-            input_size=spec.input_size,
-            num_classes=spec.num_classes,
-            labels=tuple(spec.labels),
-            states=tuple(
-                StateShape(s.name, s.output, s.directions, s.width) for s in spec.state_inputs
-            ),
-            output_shapes={name: tuple(shape) for name, shape in spec.output_shapes.items()},
+            spec=replace(spec, metadata={}),
             max_sequences=settings.max_sequences_per_request,
             max_length=settings.max_sequence_length,
             max_response_bytes=settings.max_response_bytes,
         )
 
     @property
+    def model(self) -> str:
+        return self.spec.name
+
+    @property
+    def input_size(self) -> int:
+        """``F``."""
+        return self.spec.input_size
+
+    @property
+    def num_classes(self) -> int:
+        """``C``."""
+        return self.spec.num_classes
+
+    @property
+    def labels(self) -> list[str]:
+        return self.spec.labels
+
+    @property
+    def states(self) -> list[StateInput]:
+        """The initial-state inputs ``(dirs, B, H_n)``, sorted by name."""
+        return self.spec.state_inputs
+
+    @property
+    def output_shapes(self) -> dict[str, list[int]]:
+        """Every output's shape, -1 where dynamic (the batch axis, and the time axis of
+        ``outputs``)."""
+        return self.spec.output_shapes
+
+    @property
     def layers(self) -> int:
-        return len(self.states) // 2
+        return self.spec.layers
 
     @property
     def output_names(self) -> list[str]:
-        return list(self.output_shapes)
+        return list(self.spec.output_names)
 
     def output_values(self, name: str, batch: int, steps: int) -> int:
-        """Values in output ``name`` for ``batch`` sequences padded to ``steps``: the batch axis
-        (1 for ``final_*``, else 0) counts ``batch``, the time axis of ``outputs`` ``steps``."""
-        batch_axis = 1 if name.startswith("final_") else 0
+        """Values in output ``name`` for ``batch`` sequences padded to ``steps``: its batch axis
+        (``contract.spec.batch_axis``) counts ``batch``, the time axis of a per-step output
+        ``steps``."""
+        batch_at = batch_axis(name)
         count = 1
         for axis, size in enumerate(self.output_shapes.get(name, (-1,))):
-            if axis == batch_axis:
+            if axis == batch_at:
                 count *= batch
-            elif name == "outputs" and axis == 1:
+            elif is_per_step(name) and axis == 1:
                 count *= steps
             elif size > 0:
                 count *= size

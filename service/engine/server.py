@@ -34,7 +34,6 @@ from service.handoff.messages import (
     decode,
     encode,
 )
-from service.handoff.specs import spec_to_dict
 from service.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class EngineServer:
             {
                 "name": m.name,
                 "version": m.version,
-                "spec": spec_to_dict(m.runtime.spec) if m.runtime is not None else None,
+                "spec": m.runtime.spec.to_dict() if m.runtime is not None else None,
                 "provider": m.runtime.provider if m.runtime is not None else None,
                 "error": m.error,
             }

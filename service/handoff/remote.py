@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from contract.spec import ModelSpec
 from service.handoff.client import EngineClient, RemoteBatcher
-from service.handoff.specs import spec_from_dict
 from service.registry import ModelRegistry, RemoteRuntime, ServedModel
 from service.settings import Settings
 
@@ -35,7 +35,9 @@ async def connect_engines(settings: Settings) -> tuple[ModelRegistry, list[Engin
     for model in descriptions[0].models:
         served = ServedModel(str(model["name"]), str(model["version"]), error=model["error"])
         if model["spec"] is not None:
-            served.runtime = RemoteRuntime(spec_from_dict(model["spec"]), str(model["provider"]))
+            served.runtime = RemoteRuntime(
+                ModelSpec.from_dict(model["spec"]), str(model["provider"])
+            )
             served.batcher = RemoteBatcher(
                 served.name, served.version, engines, settings.max_queue_sequences
             )

@@ -1,1 +1,2 @@
-"""ONNX Runtime sessions: provider choice, warm-up, padding and splitting around each run."""
+"""A model version's ONNX Runtime session (``contract.sessions``): warm-up, padding and splitting
+around each run; the model repository."""

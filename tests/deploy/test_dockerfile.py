@@ -86,7 +86,7 @@ def test_cuda_and_cudnn_come_from_onnxruntime_gpu_wheels() -> None:
     by the constraints (docker/lock.py), and the service preloads them."""
     import onnxruntime.capi.build_and_package_info as build_info
 
-    from service.runtime import providers
+    from contract import providers
 
     runtime = dockerfile_stages()["runtime"]
     assert "ORT_EXTRAS=cuda,cudnn" in [i.args for i in runtime.all("ARG")]

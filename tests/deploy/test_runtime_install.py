@@ -125,7 +125,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
         shutil.copy2(ROOT / name, src / name)
     copied = [i.args.split()[0].rstrip("/") for i in stages["build"].all("COPY")]
     packages = [name for name in copied if (ROOT / name / "__init__.py").is_file()]
-    assert {"models", "export", "service"} <= set(packages)
+    assert {"contract", "models", "export", "service"} <= set(packages)
     for name in packages:
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     (wheel_run,) = [i for i in stages["build"].all("RUN") if "pip wheel" in i.args]

@@ -20,8 +20,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from contract.sessions import create_session
 from export.graph import build_onnx_model
-from export.verify import VerifySettings, create_session
+from export.verify import VerifySettings
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
 
 ARCHITECTURES = {"stacked": (False, (8, 12)), "bidirectional": (True, (8, 8))}
@@ -51,7 +52,7 @@ def _exported(architecture: str) -> tuple[LSTMClassifier, onnx.ModelProto, ort.I
     bidirectional, layer_sizes = ARCHITECTURES[architecture]
     model = _make_model(bidirectional, layer_sizes)
     proto = build_onnx_model(model)
-    return model, proto, create_session(proto)
+    return model, proto, create_session(proto.SerializeToString(), "cpu", 0)[0]
 
 
 @pytest.fixture(params=list(ARCHITECTURES))

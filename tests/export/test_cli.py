@@ -13,9 +13,10 @@ from pathlib import Path
 import onnx
 import pytest
 
+from contract.providers import ProviderUnavailableError
+from contract.sessions import create_session
 from export.cli import main
 from export.metadata import read_metadata
-from export.verify import ProviderUnavailableError, create_session
 from models.architectures import LSTMClassifier
 from models.checkpoint import file_sha256, save_checkpoint
 
@@ -148,7 +149,7 @@ def test_cuda_provider_runs_or_exits_2(
     onnx_model: onnx.ModelProto, checkpoint: Path, tmp_path: Path
 ) -> None:
     try:
-        create_session(onnx_model, "cuda")
+        create_session(onnx_model.SerializeToString(), "cuda", 0)
         expected = 0
     except ProviderUnavailableError:
         expected = 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export import contract
+from contract import names as contract
 from export.graph import OPSET, build_onnx_model, onnx_lstm_weights
 from models.architectures import LSTMClassifier
 

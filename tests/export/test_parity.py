@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export import contract
+from contract.names import LOGITS, OUTPUTS, final_c, final_h, initial_c, initial_h
 from export.reference import (
     onnx_outputs,
     random_initial_states,
@@ -58,7 +58,7 @@ def test_initial_states_override_the_zero_default(
     _assert_close(with_states, torch_outputs(torch_model, inputs, lengths, states))
     # The states must change the results, or the comparison above would prove nothing.
     without = onnx_outputs(session, inputs, lengths)
-    assert np.abs(with_states[contract.LOGITS] - without[contract.LOGITS]).max() > 1e-3
+    assert np.abs(with_states[LOGITS] - without[LOGITS]).max() > 1e-3
 
 
 def test_a_batch_of_one_state_broadcasts_like_explicit_zeros(
@@ -80,7 +80,7 @@ def test_outputs_past_each_length_are_exactly_zero(
     torch_model: LSTMClassifier, session: ort.InferenceSession
 ) -> None:
     inputs, lengths = _batch(torch_model, np.random.default_rng(4))
-    outputs = onnx_outputs(session, inputs, lengths)[contract.OUTPUTS]
+    outputs = onnx_outputs(session, inputs, lengths)[OUTPUTS]
     for row, length in enumerate(LENGTHS):
         assert outputs[row, length:].size == 0 or not outputs[row, length:].any()
         assert np.abs(outputs[row, length - 1]).max() > 0  # the last real step is not zero
@@ -94,13 +94,11 @@ def test_each_sequence_alone_equals_its_row_in_the_batch(
     for row, length in enumerate(LENGTHS):
         alone = onnx_outputs(session, inputs[row : row + 1, :length], lengths[row : row + 1])
         np.testing.assert_allclose(
-            alone[contract.OUTPUTS][0], together[contract.OUTPUTS][row, :length], atol=TOLERANCE
+            alone[OUTPUTS][0], together[OUTPUTS][row, :length], atol=TOLERANCE
         )
-        np.testing.assert_allclose(
-            alone[contract.LOGITS][0], together[contract.LOGITS][row], atol=TOLERANCE
-        )
+        np.testing.assert_allclose(alone[LOGITS][0], together[LOGITS][row], atol=TOLERANCE)
         for n in range(len(torch_model.config.layer_sizes)):
-            for name in (contract.final_c(n), contract.final_h(n)):
+            for name in (final_c(n), final_h(n)):
                 np.testing.assert_allclose(
                     alone[name][:, 0], together[name][:, row], atol=TOLERANCE, err_msg=name
                 )
@@ -128,13 +126,11 @@ def test_backward_direction_reads_each_sequence_from_its_own_end(
     top = len(torch_model.config.layer_sizes) - 1
     hidden = torch_model.config.layer_sizes[-1]
     # state_bw.h equals output_bw[0] (invariant 3): the backward pass ends at step 0.
-    np.testing.assert_array_equal(
-        result[contract.final_h(top)][1], result[contract.OUTPUTS][:, 0, hidden:]
-    )
+    np.testing.assert_array_equal(result[final_h(top)][1], result[OUTPUTS][:, 0, hidden:])
     for row, length in enumerate(LENGTHS):
         np.testing.assert_array_equal(
-            result[contract.final_h(top)][0, row],
-            result[contract.OUTPUTS][row, length - 1, :hidden],
+            result[final_h(top)][0, row],
+            result[OUTPUTS][row, length - 1, :hidden],
         )
 
 
@@ -156,14 +152,12 @@ def test_chunked_run_with_initial_states_equals_the_whole_run(
     head = onnx_outputs(session, first, first_lengths)
     states = {}
     for n in range(len(torch_model.config.layer_sizes)):
-        states[contract.initial_c(n)] = head[contract.final_c(n)]
-        states[contract.initial_h(n)] = head[contract.final_h(n)]
+        states[initial_c(n)] = head[final_c(n)]
+        states[initial_h(n)] = head[final_h(n)]
     tail = onnx_outputs(session, second, second_lengths, states)
 
     for row, (length, split) in enumerate(zip(lengths, splits, strict=True)):
-        joined = np.concatenate(
-            [head[contract.OUTPUTS][row, :split], tail[contract.OUTPUTS][row, : length - split]]
-        )
-        np.testing.assert_allclose(joined, whole[contract.OUTPUTS][row, :length], atol=TOLERANCE)
-    for name in [contract.LOGITS] + [f"final_{s}_{n}" for n in range(2) for s in "ch"]:
+        joined = np.concatenate([head[OUTPUTS][row, :split], tail[OUTPUTS][row, : length - split]])
+        np.testing.assert_allclose(joined, whole[OUTPUTS][row, :length], atol=TOLERANCE)
+    for name in [LOGITS] + [f"final_{s}_{n}" for n in range(2) for s in "ch"]:
         np.testing.assert_allclose(tail[name], whole[name], atol=TOLERANCE, err_msg=name)

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import contract
+from contract import names as contract
 from export.reference import (
     fill_padding,
     onnx_outputs,

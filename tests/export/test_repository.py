@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
 
-from export import contract
+from contract.names import BATCH_DIM, INPUTS, LENGTHS, LOGITS, OUTPUTS, PROBS, validate_model_name
 from export.repository import (
     atomic_write,
     model_versions,
@@ -71,7 +71,7 @@ def test_config_parses_with_tritons_schema_and_matches_the_graph(
     # dim (-1 for a dynamic one); a [B] scalar-per-sequence is dims [1] reshaped to [].
     for tensor in list(config.input) + list(config.output):
         graph = graph_inputs.get(tensor.name) or graph_outputs[tensor.name]
-        assert graph.shape[0] == contract.BATCH_DIM
+        assert graph.shape[0] == BATCH_DIM
         expected = [d if isinstance(d, int) else -1 for d in graph.shape[1:]]
         if not expected:
             assert list(tensor.dims) == [1] and tensor.HasField("reshape")
@@ -79,8 +79,8 @@ def test_config_parses_with_tritons_schema_and_matches_the_graph(
         else:
             assert list(tensor.dims) == expected
         assert tensor.data_type == types[graph.type]
-    assert [i.name for i in config.input] == [contract.INPUTS, contract.LENGTHS]
-    assert [o.name for o in config.output] == [contract.LOGITS, contract.PROBS, contract.OUTPUTS]
+    assert [i.name for i in config.input] == [INPUTS, LENGTHS]
+    assert [o.name for o in config.output] == [LOGITS, PROBS, OUTPUTS]
 
 
 @pytest.mark.parametrize("architecture", ["stacked"])
@@ -98,7 +98,7 @@ def test_config_takes_the_batch_size_and_rejects_bad_names(
 )
 def test_invalid_model_names_are_refused(name: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="invalid model name"):
-        contract.validate_model_name(name)
+        validate_model_name(name)
     with pytest.raises(ValueError, match="invalid model name"):
         write_model(tmp_path, name, 1, b"onnx", "config")
     assert not any(tmp_path.iterdir())
@@ -106,7 +106,7 @@ def test_invalid_model_names_are_refused(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["a", "bilstm", "Model_2.v-1", "9" + "x" * 63])
 def test_valid_model_names_are_accepted(name: str) -> None:
-    assert contract.validate_model_name(name) == name
+    assert validate_model_name(name) == name
 
 
 @pytest.mark.parametrize("version", [0, -1, True, 1.5, "1"])

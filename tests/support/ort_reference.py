@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from contract.sessions import create_session
+from contract.spec import batch_axis
 from export.reference import onnx_outputs
 
 
@@ -19,9 +20,7 @@ class Reference:
         self, repo: Path, names: tuple[str, ...] | list[str] = ("tiny_bi", "tiny_uni")
     ) -> None:
         self.sessions = {
-            name: ort.InferenceSession(
-                str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
-            )
+            name: create_session(repo / name / "1" / "model.onnx", "cpu", intra_op_threads=0)[0]
             for name in names
         }
 
@@ -35,4 +34,4 @@ class Reference:
             np.array([len(sequence)]),
             {k: v[:, np.newaxis] for k, v in states.items()},
         )
-        return {k: (v[:, 0] if k.startswith("final_") else v[0]) for k, v in out.items()}
+        return {k: np.take(v, 0, axis=batch_axis(k)) for k, v in out.items()}

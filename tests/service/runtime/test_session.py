@@ -1,9 +1,9 @@
 """One ONNX Runtime session per model version (``service.runtime.session``), on the tiny exported
-models (``tests.support.tiny_repository``): ``read_spec``'s checks of the model contract and
-what it reads, ``decode_metadata``, the session options (the CPU memory arena is a setting, on
-by default: faster, measured in bench/results/cpu-arena-2026-12-01.md), and
-``ModelRuntime.run_batch``, which pads, runs and splits: each sequence's results are those of it
-run alone, cut to its length, from its own initial states.
+models (``tests.support.tiny_repository``): a graph outside the contract refused at load, the
+CPU memory arena a setting (on by default: faster, measured in
+bench/results/cpu-arena-2026-12-01.md), and ``ModelRuntime.run_batch``, which pads, runs and
+splits: each sequence's results are those of it run alone, cut to its length, from its own
+initial states.
 
 Shapes: ``B`` batch, ``L_b`` length of sequence ``b``, ``F`` = 5 features, ``C`` = 3 classes,
 ``D`` per-step output width (16 for ``tiny_bi``, 12 for ``tiny_uni``), ``dirs`` directions,
@@ -12,12 +12,9 @@ Shapes: ``B`` batch, ``L_b`` length of sequence ``b``, ``F`` = 5 features, ``C``
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,19 +23,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from export.metadata import read_metadata
+from contract.spec import ContractError
 from service.engine.loading import onnx_runtime_factory
-from service.runtime.session import (
-    ContractError,
-    ModelRuntime,
-    StateInput,
-    decode_metadata,
-    read_spec,
-    session_options,
-)
+from service.runtime.session import ModelRuntime
 from service.settings import Settings
 from tests.support.ort_reference import Reference
-from tests.support.tiny_repository import FEATURES, LABELS
+from tests.support.tiny_repository import FEATURES
 
 TOL = 1e-5
 LAYERS = {"tiny_bi": (2, (8, 8)), "tiny_uni": (1, (8, 12))}  # dirs, (H_0, H_1)
@@ -86,171 +76,6 @@ def assert_close(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.nda
         np.testing.assert_allclose(actual[key], value, atol=TOL, err_msg=key)
 
 
-# -- read_spec: what a session says, checked against the contract --------------------------------
-@dataclass
-class Arg:
-    """What ``read_spec`` reads of an ORT ``NodeArg``."""
-
-    name: str
-    type: str
-    shape: list[Any]
-
-
-@dataclass
-class SessionView:
-    """What ``read_spec`` reads of an ORT session, copied from a real one so that a test can break
-    one thing of it at a time."""
-
-    inputs: list[Arg]
-    outputs: list[Arg]
-    initializers: list[Arg]
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, session: ort.InferenceSession) -> SessionView:
-        def args(node_args: list[Any]) -> list[Arg]:
-            return [Arg(a.name, a.type, list(a.shape)) for a in node_args]
-
-        return cls(
-            args(session.get_inputs()),
-            args(session.get_outputs()),
-            args(session.get_overridable_initializers()),
-            dict(session.get_modelmeta().custom_metadata_map),
-        )
-
-    def get_inputs(self) -> list[Arg]:
-        return self.inputs
-
-    def get_outputs(self) -> list[Arg]:
-        return self.outputs
-
-    def get_overridable_initializers(self) -> list[Arg]:
-        return self.initializers
-
-    def get_modelmeta(self) -> SimpleNamespace:
-        return SimpleNamespace(custom_metadata_map=self.metadata)
-
-
-def broken(view: SessionView, kind: str, name: str, changes: dict[str, Any] | None) -> SessionView:
-    """``view`` with its ``kind`` (``inputs``, ``outputs``, ``initializers``) named ``name``
-    dropped (``changes`` None), changed, or added with ``changes`` if it has none of that name."""
-    args: list[Arg] = getattr(view, kind)
-    if changes is None:
-        assert any(a.name == name for a in args), name
-        new = [a for a in args if a.name != name]
-    elif any(a.name == name for a in args):
-        new = [replace(a, **changes) if a.name == name else a for a in args]
-    else:
-        new = [*args, Arg(name, **changes)]
-    result = replace(view)
-    setattr(result, kind, new)
-    return result
-
-
-@pytest.fixture
-def view(runtimes: dict[str, ModelRuntime]) -> SessionView:
-    """``tiny_uni``'s session as ``read_spec`` sees it, to break."""
-    return SessionView.of(runtimes["tiny_uni"].session)
-
-
-@pytest.mark.parametrize("name", ["tiny_bi", "tiny_uni"])
-def test_read_spec_describes_the_exported_model(
-    runtimes: dict[str, ModelRuntime], model_repository: Path, name: str
-) -> None:
-    dirs, (h0, h1) = LAYERS[name]
-    spec = read_spec(name, "7", runtimes[name].session)
-    assert (spec.name, spec.version) == (name, "7")
-    assert (spec.input_size, spec.num_classes, spec.labels) == (FEATURES, 3, list(LABELS))
-    assert spec.layers == 2
-    assert spec.state_inputs == [  # sorted by name
-        StateInput("initial_c_0", "final_c_0", dirs, h0),
-        StateInput("initial_c_1", "final_c_1", dirs, h1),
-        StateInput("initial_h_0", "final_h_0", dirs, h0),
-        StateInput("initial_h_1", "final_h_1", dirs, h1),
-    ]
-    assert spec.output_names == [
-        "logits", "probs", "outputs", "final_c_0", "final_h_0", "final_c_1", "final_h_1",
-    ]  # fmt: skip
-    assert spec.input_shapes == {"inputs": [-1, -1, FEATURES], "lengths": [-1]}
-    assert spec.output_shapes["probs"] == [-1, 3]
-    assert spec.output_shapes["outputs"] == [-1, -1, WIDTH[name]]
-    assert spec.output_shapes["final_h_1"] == [dirs, -1, h1]
-    stored = read_metadata(model_file(model_repository, name))
-    assert spec.metadata == decode_metadata(stored)
-    assert spec.metadata["layer_sizes"] == [h0, h1] and spec.metadata["version"] == "1"
-
-
-def test_read_spec_reads_a_view_as_it_reads_the_session(
-    runtimes: dict[str, ModelRuntime], view: SessionView
-) -> None:
-    # The view the contract tests below break is faithful to the session it was copied from.
-    real = read_spec("tiny_uni", "1", runtimes["tiny_uni"].session)
-    assert read_spec("tiny_uni", "1", view) == real  # type: ignore[arg-type]
-
-
-BROKEN = [
-    # (what is broken: which of the view's args, its name, the change or None to drop it; the
-    # words of the ContractError)
-    ("no lengths", "inputs", "lengths", None,
-     "graph inputs must be exactly 'inputs' and 'lengths'"),
-    ("an extra input", "inputs", "mask", {"type": "tensor(bool)", "shape": [1]},
-     "got ['inputs', 'lengths', 'mask']"),
-    ("float64 inputs", "inputs", "inputs", {"type": "tensor(double)"},
-     "'inputs' must be float32 [B, T, F], got tensor(double)"),
-    ("inputs of rank 2", "inputs", "inputs", {"shape": ["b", 5]},
-     "'inputs' must be float32 [B, T, F]"),
-    ("int64 lengths", "inputs", "lengths", {"type": "tensor(int64)"},
-     "'lengths' must be int32, got tensor(int64)"),
-    ("a dynamic F", "inputs", "inputs", {"shape": ["b", "t", "f"]},
-     "the feature size F of 'inputs' must be a fixed size, got 'f'"),
-    ("no probs", "outputs", "probs", None, "graph outputs must include 'logits' and 'probs'"),
-    ("no logits", "outputs", "logits", None, "graph outputs must include 'logits' and 'probs'"),
-    ("a dynamic C", "outputs", "probs", {"shape": ["b", "c"]},
-     "the class count C of 'probs' must be a fixed size"),
-    ("a state without its final state", "outputs", "final_c_1", None,
-     "state input initial_c_1 has no matching output final_c_1"),
-    ("a state of rank 2", "initializers", "initial_h_0", {"shape": [1, 8]},
-     "state input initial_h_0 has no matching output final_h_0"),
-    ("a state of dynamic width", "initializers", "initial_h_1", {"shape": [1, "b", "w"]},
-     "initial_h_1 must be a fixed size, got 'w'"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("what", "kind", "name", "changes", "words"), BROKEN, ids=[b[0] for b in BROKEN]
-)
-def test_read_spec_refuses_what_breaks_the_contract(
-    view: SessionView, what: str, kind: str, name: str, changes: dict[str, Any] | None, words: str
-) -> None:
-    with pytest.raises(ContractError) as raised:
-        read_spec("tiny_uni", "1", broken(view, kind, name, changes))  # type: ignore[arg-type]
-    assert words in str(raised.value), (what, str(raised.value))
-
-
-def test_read_spec_ignores_initializers_that_are_not_states(view: SessionView) -> None:
-    before = read_spec("tiny_uni", "1", view)  # type: ignore[arg-type]
-    view.initializers.append(Arg("dropout_ratio", "tensor(float)", []))
-    assert read_spec("tiny_uni", "1", view).state_inputs == before.state_inputs  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("labels", "expected"),
-    [
-        (None, ["0", "1", "2"]),  # none stored: the class indices
-        ('["x", "y"]', ["0", "1", "2"]),  # not one per class
-        ("[7, 8, 9]", ["7", "8", "9"]),  # names, whatever their JSON type
-    ],
-    ids=["none stored", "not one per class", "numbers"],
-)
-def test_labels_are_one_name_per_class_or_the_indices(
-    view: SessionView, labels: str | None, expected: list[str]
-) -> None:
-    view.metadata.pop("labels")
-    if labels is not None:
-        view.metadata["labels"] = labels
-    assert read_spec("tiny_uni", "1", view).labels == expected  # type: ignore[arg-type]
-
-
 def test_a_graph_outside_the_contract_is_refused_when_loaded(tmp_path: Path) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
@@ -260,47 +85,6 @@ def test_a_graph_outside_the_contract_is_refused_when_loaded(tmp_path: Path) -> 
     onnx.save(model, tmp_path / "model.onnx")
     with pytest.raises(ContractError, match=r"graph inputs must be exactly .* got \['x'\]"):
         ModelRuntime(tmp_path / "model.onnx", "other", "1", "cpu", 1)
-
-
-def test_only_json_objects_and_lists_are_decoded() -> None:
-    props = {
-        "parity": '{"limit": 1e-05, "checks": {"padding": 0.0}}',
-        "layer_sizes": " [128, 256]",
-        "broken": "[not json",
-        "number": "12",
-        "flag": "false",
-        "quoted": '"text"',
-        "empty": "",
-    }
-    assert decode_metadata(props) == {
-        "parity": {"limit": 1e-05, "checks": {"padding": 0.0}},
-        "layer_sizes": [128, 256],
-        "broken": "[not json",
-        "number": "12",
-        "flag": "false",
-        "quoted": '"text"',
-        "empty": "",
-    }
-
-
-def test_text_that_only_starts_like_json_is_kept_as_stored() -> None:
-    props = {"n": "[1] trailing", "s": '{"a": 1', "ok": json.dumps({"a": [1, 2]})}
-    assert decode_metadata(props) == {"n": "[1] trailing", "s": '{"a": 1', "ok": {"a": [1, 2]}}
-
-
-# -- session options ------------------------------------------------------------------------------
-def test_session_options_keep_the_arena_unless_told() -> None:
-    assert session_options(1).enable_cpu_mem_arena is True
-    assert session_options(1, cpu_mem_arena=False).enable_cpu_mem_arena is False
-
-
-def test_session_options_are_the_services() -> None:
-    options = session_options(3)
-    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
-    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    assert options.log_severity_level == 3
-    # Idle ORT threads do not spin (they would take the event loop's cores).
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.mark.parametrize("arena", [True, False])

@@ -1,4 +1,5 @@
-"""The names that ``docs/model-contract.md`` fixes, in one place (no heavy imports).
+"""The names that ``docs/model-contract.md`` fixes, in one place (stdlib only: no ONNX Runtime,
+no torch).
 
 Shapes: ``B`` batch, ``T`` padded time, ``F`` input features, ``H_n`` hidden width of layer
 ``n``, ``dirs`` 1 or 2, ``D = dirs * H_last``, ``C`` classes.

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from service.runtime import providers
-from service.runtime.providers import CPU, CUDA, candidate_providers, preload_cuda_libraries
+from contract import providers
+from contract.providers import CPU, CUDA, candidate_providers, preload_cuda_libraries
 
 
 @pytest.fixture(autouse=True)

@@ -71,15 +71,20 @@ def preload_cuda_libraries() -> bool:
 CUDA_OPTIONS = {"use_tf32": "0"}
 
 
+class ProviderUnavailableError(RuntimeError):
+    """The execution provider asked for cannot run here (e.g. CUDA on a machine without a GPU)."""
+
+
 def candidate_providers(preference: ProviderPreference) -> list[str]:
-    """The providers to ask a session for, best first."""
+    """The providers to ask a session for, best first; ``ProviderUnavailableError`` when
+    ``cuda`` is asked for where it cannot load."""
     if preference == "cpu":
         return [CPU]
     cuda_possible = CUDA in ort.get_available_providers() and nvidia_driver_present()
     if preference == "cuda" and not cuda_possible:
-        raise RuntimeError(
-            "provider 'cuda' was asked for, but CUDA cannot load here (no onnxruntime-gpu "
-            "CUDA provider or no NVIDIA driver); use --provider auto or cpu"
+        raise ProviderUnavailableError(
+            f"provider 'cuda' was asked for, but {CUDA} cannot load here (not in this "
+            "onnxruntime build, or no NVIDIA driver); use --provider auto or cpu"
         )
     if not cuda_possible:
         return [CPU]
