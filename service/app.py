@@ -25,9 +25,12 @@ from starlette.exceptions import HTTPException
 
 from service import __version__
 from service.api import v1, v2
-from service.api.common import AppContext, BodyBudget, ErrorBody, json_response
+from service.api.bodies import BodyBudget
+from service.api.context import AppContext
+from service.api.docs import ErrorBody
 from service.api.fast_path import InferenceFastPath
 from service.api.offload import CpuOffload
+from service.api.responses import json_response
 from service.auth import ApiKeyMiddleware
 from service.errors import ServiceError
 from service.logs import configure_logging

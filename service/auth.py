@@ -11,7 +11,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.common import json_response
+from service.api.responses import json_response
 from service.errors import ServiceError
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")

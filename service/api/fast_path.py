@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import v1, v2
-from service.api.common import json_response
+from service.api.responses import json_response
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)

@@ -15,17 +15,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-# Mostly the helpers v2.py imports: both wire formats are built on common.
-from service.api.common import (
-    INFERENCE_ERRORS,
-    METADATA_ERRORS,
-    admit_and_decode,
-    body_schema,
-    context,
-    json_response,
-    observed,
-    run_sequences,
-)
+from service.api.context import context
+from service.api.docs import INFERENCE_ERRORS, METADATA_ERRORS, body_schema
+from service.api.inference import admit_and_decode, observed, run_sequences
+from service.api.responses import json_response
 from service.api.validation import (
     DEFAULT_RETURN,
     decode_predict_request,

@@ -14,17 +14,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service import __version__
-from service.api.common import (
-    INFERENCE_ERRORS,
-    METADATA_ERRORS,
-    AppContext,
-    admit_and_decode,
-    body_schema,
-    context,
-    json_response,
-    observed,
-    run_sequences,
-)
+from service.api.context import AppContext, context
+from service.api.docs import INFERENCE_ERRORS, METADATA_ERRORS, body_schema
+from service.api.inference import admit_and_decode, observed, run_sequences
+from service.api.responses import json_response
 from service.api.v2_codec import (
     HEADER_LENGTH,
     INPUTS,
