@@ -30,9 +30,9 @@ from service.api.context import AppContext
 from service.api.docs import ErrorBody
 from service.api.fast_path import InferenceFastPath
 from service.api.offload import CpuOffload
-from service.api.responses import json_response
+from service.api.responses import error_response, unexpected_error_response
 from service.auth import ApiKeyMiddleware
-from service.errors import ServiceError
+from service.errors import InvalidInput, RoutingError, ServiceError
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.registry import RuntimeFactory, load_registry, onnx_runtime_factory
@@ -43,36 +43,29 @@ log = logging.getLogger(__name__)
 BATCHER_CLOSE_S = 5.0
 
 
-def _error_body(message: str, error_type: str) -> dict[str, str]:
-    return {"error": message, "error_type": error_type}
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    """One rendering for every error: ``{"error": ..., "error_type": ...}`` and its status."""
+    """Every error FastAPI's router sees, rendered by ``error_response`` (the fast path and the
+    API key middleware render theirs with it too)."""
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, error: ServiceError) -> Response:
-        return json_response(
-            _error_body(error.message, error.error_type), error.status_code, error.headers
-        )
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> Response:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
         )
-        return json_response(_error_body(problems or "invalid request", "invalid_input"), 422)
+        return error_response(InvalidInput(problems or "invalid request"))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> Response:
-        return json_response(
-            _error_body(str(error.detail), "http"), error.status_code, error.headers
-        )
+        headers = dict(error.headers) if error.headers else None
+        return error_response(RoutingError(error.status_code, str(error.detail), headers))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:
-        log.exception("unexpected error")  # logged with its trace; the client sees no internals
-        return json_response(_error_body("internal server error", "internal"), 500)
+        return unexpected_error_response()
 
 
 def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:

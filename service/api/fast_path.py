@@ -9,7 +9,6 @@ OpenAPI documentation of these two, stays with FastAPI.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 
@@ -18,10 +17,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import v1, v2
-from service.api.responses import json_response
+from service.api.responses import error_response, unexpected_error_response
 from service.errors import ServiceError
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, str, str | None], Awaitable[Response]]
 
@@ -51,8 +48,6 @@ class InferenceFastPath:
         try:
             return await handler(request, match[1], match[2])
         except ServiceError as error:
-            body = {"error": error.message, "error_type": error.error_type}
-            return json_response(body, error.status_code, error.headers)
+            return error_response(error)
         except Exception:
-            log.exception("unexpected error")  # logged with its trace; the client sees no internals
-            return json_response({"error": "internal server error", "error_type": "internal"}, 500)
+            return unexpected_error_response()
