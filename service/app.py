@@ -31,6 +31,7 @@ from service.api.docs import ErrorBody
 from service.api.fast_path import InferenceFastPath
 from service.api.offload import CpuOffload
 from service.api.responses import error_response, unexpected_error_response
+from service.api.routes import install_inference_routes
 from service.auth import ApiKeyMiddleware
 from service.errors import InvalidInput, RoutingError, ServiceError
 from service.logs import configure_logging
@@ -41,6 +42,10 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCHER_CLOSE_S = 5.0
+
+INFERENCE_ROUTES = (v1.PREDICT, v2.INFER)
+"""The route table: FastAPI's routes (and their documentation) and the fast path's matchers
+are both built from it."""
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -139,7 +144,7 @@ def create_app(
     )
     app.state.context = None
     install_error_handlers(app)
-    app.add_middleware(InferenceFastPath)
+    app.add_middleware(InferenceFastPath, routes=INFERENCE_ROUTES)
     if settings.api_key is not None:  # added last, so it runs first
         app.add_middleware(
             ApiKeyMiddleware,
@@ -149,8 +154,9 @@ def create_app(
         )
     app.include_router(v1.router)
     app.include_router(v2.router)
+    install_inference_routes(app, INFERENCE_ROUTES)
 
-    install_openapi(app, v1.DOC_MODELS + v2.DOC_MODELS)
+    install_openapi(app, [route.body for route in INFERENCE_ROUTES])
 
     @app.get(
         "/metrics",
