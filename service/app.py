@@ -70,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:
-        return unexpected_error_response()
+        return unexpected_error_response(error)
 
 
 def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:

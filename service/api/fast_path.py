@@ -47,5 +47,5 @@ class InferenceFastPath:
             return await handler(request, match["name"], match.groupdict().get("version"))
         except ServiceError as error:
             return error_response(error)
-        except Exception:
-            return unexpected_error_response()
+        except Exception as error:
+            return unexpected_error_response(error)

@@ -31,10 +31,8 @@ def error_response(error: ServiceError) -> Response:
     return json_response(body, error.status_code, error.headers)
 
 
-def unexpected_error_response() -> Response:
-    """500 for an exception that is not a ``ServiceError``; call it in an ``except`` block.
-
-    The trace is logged; the client sees no internals (its message may hold paths or data).
-    """
-    log.exception("unexpected error")
+def unexpected_error_response(error: BaseException) -> Response:
+    """500 for an exception that is not a ``ServiceError``: its trace is logged, and the client
+    sees no internals (its message may hold paths or data)."""
+    log.error("unexpected error", exc_info=error)
     return error_response(ServiceError("internal server error"))
