@@ -25,11 +25,15 @@ from starlette.exceptions import HTTPException
 
 from service import __version__
 from service.api import v1, v2
-from service.api.common import AppContext, BodyBudget, ErrorBody, json_response
+from service.api.bodies import BodyBudget
+from service.api.context import AppContext
+from service.api.docs import ErrorBody
 from service.api.fast_path import InferenceFastPath
 from service.api.offload import CpuOffload
+from service.api.responses import error_response, unexpected_error_response
+from service.api.routes import install_inference_routes
 from service.auth import ApiKeyMiddleware
-from service.errors import ServiceError
+from service.errors import InvalidInput, RoutingError, ServiceError
 from service.handoff.client import EngineClient
 from service.handoff.remote import connect_engines
 from service.logs import configure_logging
@@ -44,37 +48,34 @@ log = logging.getLogger(__name__)
 
 BATCHER_CLOSE_S = 5.0
 
-
-def _error_body(message: str, error_type: str) -> dict[str, str]:
-    return {"error": message, "error_type": error_type}
+INFERENCE_ROUTES = (v1.PREDICT, v2.INFER)
+"""The route table: FastAPI's routes (and their documentation) and the fast path's matchers
+are both built from it."""
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """One rendering for every error: ``{"error": ..., "error_type": ...}`` and its status."""
+    """Every error FastAPI's router sees, rendered by ``error_response`` (the fast path and the
+    API key middleware render theirs with it too)."""
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, error: ServiceError) -> Response:
-        return json_response(
-            _error_body(error.message, error.error_type), error.status_code, error.headers
-        )
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> Response:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
         )
-        return json_response(_error_body(problems or "invalid request", "invalid_input"), 422)
+        return error_response(InvalidInput(problems or "invalid request"))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> Response:
-        return json_response(
-            _error_body(str(error.detail), "http"), error.status_code, error.headers
-        )
+        headers = dict(error.headers) if error.headers else None
+        return error_response(RoutingError(error.status_code, str(error.detail), headers))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:
-        log.exception("unexpected error")  # logged with its trace; the client sees no internals
-        return json_response(_error_body("internal server error", "internal"), 500)
+        return unexpected_error_response(error)
 
 
 def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
@@ -161,7 +162,7 @@ def create_app(
     )
     app.state.context = None
     install_error_handlers(app)
-    app.add_middleware(InferenceFastPath)
+    app.add_middleware(InferenceFastPath, routes=INFERENCE_ROUTES)
     if settings.api_key is not None:  # added last, so it runs first
         app.add_middleware(
             ApiKeyMiddleware,
@@ -171,8 +172,9 @@ def create_app(
         )
     app.include_router(v1.router)
     app.include_router(v2.router)
+    install_inference_routes(app, INFERENCE_ROUTES)
 
-    install_openapi(app, v1.DOC_MODELS + v2.DOC_MODELS)
+    install_openapi(app, [route.body for route in INFERENCE_ROUTES])
 
     @app.get(
         "/metrics",

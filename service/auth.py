@@ -11,7 +11,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.common import json_response
+from service.api.responses import error_response
 from service.errors import ServiceError
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
@@ -49,10 +49,8 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in self._open or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        error = Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'")
-        response = json_response(
-            {"error": error.message, "error_type": error.error_type},
-            error.status_code,
+        error = Unauthorized(
+            "missing or wrong API key: send 'Authorization: Bearer <key>'",
             {"WWW-Authenticate": "Bearer"},
         )
-        await response(scope, receive, send)
+        await error_response(error)(scope, receive, send)

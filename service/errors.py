@@ -85,3 +85,17 @@ class BatchFailed(ServiceError):
 
     status_code = 500
     error_type = "inference_failed"
+
+
+class RoutingError(ServiceError):
+    """What the router refuses before any route runs (no such path 404, wrong method 405), with
+    the status the router chose: the one class whose status is per instance, so that Starlette's
+    ``HTTPException`` renders like every other error."""
+
+    error_type = "http"
+
+    def __init__(
+        self, status_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers)
+        self.status_code = status_code

@@ -15,17 +15,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-# Mostly the helpers v2.py imports: both wire formats are built on common.
-from service.api.common import (
-    INFERENCE_ERRORS,
-    METADATA_ERRORS,
-    admit_and_decode,
-    body_schema,
-    context,
-    json_response,
-    observed,
-    run_sequences,
-)
+from service.api.context import context
+from service.api.docs import INFERENCE_ERRORS, METADATA_ERRORS
+from service.api.inference import admit_and_decode, observed, run_sequences
+from service.api.responses import json_response
+from service.api.routes import InferenceRoute
 from service.api.validation import (
     DEFAULT_RETURN,
     decode_predict_request,
@@ -33,7 +27,8 @@ from service.api.validation import (
 )
 from service.registry import ServedModel
 
-router = APIRouter(prefix="/v1", tags=["simple JSON API"])
+TAGS = ("simple JSON API",)
+router = APIRouter(prefix="/v1", tags=list(TAGS))
 
 ReturnField = Literal["label", "probabilities", "logits", "outputs", "final_state"]
 
@@ -62,9 +57,6 @@ class PredictRequest(BaseModel):
     )
 
 
-DOC_MODELS: list[type[BaseModel]] = []  # filled below
-
-
 class SequenceResult(BaseModel):
     label: str | None = None
     class_index: int | None = None
@@ -79,9 +71,6 @@ class PredictResponse(BaseModel):
     version: str
     labels: list[str]
     results: list[SequenceResult]
-
-
-DOC_MODELS.append(PredictRequest)
 
 
 def model_summary(served: ServedModel) -> dict[str, Any]:
@@ -161,21 +150,13 @@ async def predict_handler(request: Request, name: str, version: str | None) -> R
         return Response(encoded, media_type="application/json")
 
 
-_predict_doc = {
-    "response_model": PredictResponse,
-    "responses": INFERENCE_ERRORS,
-    "openapi_extra": body_schema(PredictRequest),
-    "summary": "Classify one or more variable-length sequences",
-}
-
-
-@router.post("/models/{name}/predict", **_predict_doc)  # type: ignore[arg-type]
-async def predict(request: Request, name: Annotated[str, Path()]) -> Response:
-    return await predict_handler(request, name, None)
-
-
-@router.post("/models/{name}/versions/{version}/predict", **_predict_doc)  # type: ignore[arg-type]
-async def predict_version(
-    request: Request, name: Annotated[str, Path()], version: Annotated[str, Path()]
-) -> Response:
-    return await predict_handler(request, name, version)
+PREDICT = InferenceRoute(
+    prefix="/v1",
+    action="predict",
+    handler=predict_handler,
+    summary="Classify one or more variable-length sequences",
+    tags=TAGS,
+    body=PredictRequest,
+    response_model=PredictResponse,
+    responses=INFERENCE_ERRORS,
+)

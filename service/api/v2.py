@@ -7,24 +7,18 @@ The wire format, what an infer request holds and what it may ask for: ``v2_codec
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service import __version__
-from service.api.common import (
-    INFERENCE_ERRORS,
-    METADATA_ERRORS,
-    AppContext,
-    admit_and_decode,
-    body_schema,
-    context,
-    json_response,
-    observed,
-    run_sequences,
-)
+from service.api.context import AppContext, context
+from service.api.docs import INFERENCE_ERRORS, METADATA_ERRORS
+from service.api.inference import admit_and_decode, observed, run_sequences
+from service.api.responses import json_response
+from service.api.routes import InferenceRoute, Name, Version
 from service.api.v2_codec import (
     HEADER_LENGTH,
     INPUTS,
@@ -35,7 +29,8 @@ from service.api.v2_codec import (
 )
 from service.registry import ServedModel
 
-router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
+TAGS = ("Open Inference Protocol (KServe V2)",)
+router = APIRouter(prefix="/v2", tags=list(TAGS))
 
 
 class V2Tensor(BaseModel):
@@ -85,8 +80,6 @@ class V2ModelMetadata(BaseModel):
     outputs: list[V2TensorMetadata]
     parameters: dict[str, Any] | None = None
 
-
-DOC_MODELS: list[type[BaseModel]] = [V2InferRequest]
 
 SERVER_NAME = "lstm-serving"
 
@@ -207,31 +200,12 @@ async def infer_handler(request: Request, name: str, version: str | None) -> Res
         )
 
 
-Name = Annotated[str, Path(description="model name")]
-Version = Annotated[str, Path(description="model version (a positive integer)")]
-
-
 _metadata_doc: dict[str, Any] = {"response_model": V2ModelMetadata, "responses": METADATA_ERRORS}
-_infer_doc: dict[str, Any] = {
-    "response_model": V2InferResponse,
-    "responses": {
-        200: {
-            "content": {
-                "application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"},
-                }
-            },
-            "description": "JSON, or with binary outputs a JSON header of "
-            "Inference-Header-Content-Length bytes followed by the tensors",
-        },
-        **INFERENCE_ERRORS,
-    },
-    "openapi_extra": body_schema(V2InferRequest),
-}
 
 
 # Each route twice, without and with /versions/{version}: one decorator documents one path in
-# OpenAPI, with its own path parameters; the bodies only call the handlers above.
+# OpenAPI, with its own path parameters; the bodies only call the handlers above. (Inference is
+# declared once, in INFER, for both FastAPI and the fast path.)
 @router.get("/models/{name}", summary="Model metadata (default version)", **_metadata_doc)
 async def model_metadata(request: Request, name: Name) -> Response:
     return await _model_metadata(request, name, None)
@@ -256,11 +230,24 @@ async def model_version_ready(request: Request, name: Name, version: Version) ->
     return await _model_ready(request, name, version)
 
 
-@router.post("/models/{name}/infer", summary="Inference (default version)", **_infer_doc)
-async def infer(request: Request, name: Name) -> Response:
-    return await infer_handler(request, name, None)
-
-
-@router.post("/models/{name}/versions/{version}/infer", summary="Inference", **_infer_doc)
-async def infer_version(request: Request, name: Name, version: Version) -> Response:
-    return await infer_handler(request, name, version)
+INFER = InferenceRoute(
+    prefix="/v2",
+    action="infer",
+    handler=infer_handler,
+    summary="Inference",
+    tags=TAGS,
+    body=V2InferRequest,
+    response_model=V2InferResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                }
+            },
+            "description": "JSON, or with binary outputs a JSON header of "
+            "Inference-Header-Content-Length bytes followed by the tensors",
+        },
+        **INFERENCE_ERRORS,
+    },
+)
