@@ -34,7 +34,7 @@ from bench.records import CeilingCell, CeilingRow, Ceilings, CeilingSample, Sing
 from contract.providers import ProviderPreference
 from contract.sessions import create_session
 from padding import pad_sequences
-from service.batching.formation import BatchPolicy, select_batch
+from service.engine.batching.formation import BatchPolicy, select_batch
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def batcher_batches(
     sequences: Sequence[np.ndarray], waiting: int, policy: BatchPolicy
 ) -> list[Batch]:
     """The sample as the service's batcher would cut it with ``waiting`` sequences queued:
-    ``service.batching.formation.select_batch`` under ``policy`` anchored on the oldest, each
+    ``service.engine.batching.formation.select_batch`` under ``policy`` anchored on the oldest, each
     chosen sequence replaced by the next of the sample (a closed loop of ``waiting``
     clients)."""
     pending = list(range(min(waiting, len(sequences))))

@@ -2,7 +2,7 @@
 
     python -m bench.http_ceiling --model-repository model_repository --port 8001
 
-It is ``service.app.create_app`` unchanged — the same routes, body reading, JSON/binary
+It is ``service.frontend.app.create_app`` unchanged — the same routes, body reading, JSON/binary
 decoding, validation, dynamic batcher, executor threads, response encoding and metrics — with a
 runtime factory whose runtime reads each model's spec from its ONNX file but answers every batch
 with zeros of the right shapes (uniform probabilities) instead of running ONNX Runtime. What it
@@ -26,8 +26,8 @@ import numpy as np
 import uvicorn
 
 from contract.spec import ModelSpec
-from service.app import create_app
 from service.engine.loading import LoadedRuntime, onnx_runtime_factory
+from service.frontend.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings, settings_from_cli
 
@@ -56,7 +56,7 @@ class NullRuntime:
     def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
         return 0.0
 
-    # ``BatchRunner``'s signature (service.batching.batcher), as ``ModelRuntime`` has it too.
+    # ``BatchRunner``'s signature (service.engine.batching.batcher), as ``ModelRuntime`` has it too.
     def run_batch(
         self,
         sequences: Sequence[np.ndarray],

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from contract.providers import ProviderPreference
 from contract.sessions import create_session
 from padding import pad_sequences
-from service.runtime.repository import discover
+from service.engine.runtime.repository import discover
 
 HEADER_LENGTH = "inference-header-content-length"
 

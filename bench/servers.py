@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from service.runtime.repository import discover
+from service.engine.runtime.repository import discover
 
 ServerKind = Literal["service", "naive", "http-ceiling"]
 SERVERS: tuple[ServerKind, ...] = ("service", "naive", "http-ceiling")

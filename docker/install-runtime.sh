@@ -49,7 +49,7 @@ app)
         echo "error: torch is installed, but the serving runtime must not need it" >&2
         exit 1
     fi
-    python -c 'import service.__main__, service.app'
+    python -c 'import service.__main__, service.frontend.app'
     echo "runtime installed: $(python --version), $(python -m pip --version | cut -d" " -f1-2)"
     ;;
 *)

@@ -4,7 +4,7 @@ A list of ``(L_b, F)`` sequences becomes ``inputs`` ``(B, T, F)`` float32 and ``
 ``(B,)`` int32, the two inputs of ``docs/model-contract.md``, with ``T = max(L_b)`` unless asked
 for more. numpy only, and no first-party imports, so every package can use this one helper
 without an import pointing the wrong way: ``models.data`` (training batches), ``export``
-(verification), ``service.runtime`` (the served batches; the service never imports torch),
+(verification), ``service.engine.runtime`` (the served batches; the service never imports torch),
 ``loadtest`` (request bodies; its image copies ``padding/`` beside ``loadtest/``), ``bench`` and
 the tests.
 """

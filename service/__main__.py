@@ -1,9 +1,10 @@
 """``python -m service [--flags]``: serve the model repository (``--help`` lists every setting).
 
-One process by default (``service.server.DrainingServer``): HTTP and the models together. With
-``--workers N`` (or ``--engine separate``, or several ``--devices``), N HTTP frontend processes
-on one listening socket and one engine process per device, under ``service.supervisor``.
-The exit status says how the drain went (``service.server`` lists them).
+One process by default (``service.frontend.server.DrainingServer``): HTTP and the models
+together. With ``--workers N`` (or ``--engine separate``, or several ``--devices``), N HTTP
+frontend processes on one listening socket and one engine process per device, under
+``service.supervisor``.
+The exit status says how the drain went (``service.frontend.server`` lists them).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 import uvicorn
 
-from service.app import create_app
+from service.exit_status import NO_REPOSITORY
+from service.frontend.app import create_app
+from service.frontend.server import DrainingServer
 from service.logs import configure_logging
-from service.server import NO_REPOSITORY, DrainingServer
 from service.settings import settings_from_cli, settings_to_env
 from service.supervisor import run_supervised
 
@@ -56,7 +58,7 @@ def main() -> None:
         metrics_dir = Path(run_dir, "metrics")
         metrics_dir.mkdir()
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        config = uvicorn.Config("service.app:create_app_from_env", factory=True, **common)
+        config = uvicorn.Config("service.frontend.app:create_app_from_env", factory=True, **common)
         status = run_supervised(config, settings, Path(run_dir))
     raise SystemExit(status)
 

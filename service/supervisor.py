@@ -40,9 +40,10 @@ import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
 from service.engine.process import run_engine
+from service.exit_status import NOT_ALL_ANSWERED, STARTUP_FAILURE
+from service.frontend.server import DrainingServer
 from service.logs import configure_logging
 from service.metrics import forget_process
-from service.server import NOT_ALL_ANSWERED, STARTUP_FAILURE, DrainingServer
 from service.settings import Settings
 
 log = logging.getLogger("service")

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Protocol
 
 from contract.spec import ModelSpec
-from service.batching.batcher import BatchRunner, DynamicBatcher
-from service.batching.formation import BatchPolicy
+from service.engine.batching.batcher import BatchRunner, DynamicBatcher
+from service.engine.batching.formation import BatchPolicy
+from service.engine.runtime.repository import discover
+from service.engine.runtime.session import ModelRuntime
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ServedModel
-from service.runtime.repository import discover
-from service.runtime.session import ModelRuntime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,7 @@
 """One engine process: load the repository, serve it over the hand-off, drain on SIGTERM.
 
-Exit status: 0 drained (every accepted request answered), 1 some were cut off at
-``drain_timeout_s``, 3 start-up failed (no model can serve, the address is taken),
-4 the engine failed while serving (a batcher died, or a batch outlived ``max_batch_run_s``:
-a thread cannot be stopped, so the process ends and its supervisor starts another).
+Its exit status is one of ``service.exit_status``: 0 drained, 1 requests cut off at
+``drain_timeout_s``, 3 start-up failed, 4 failed while serving (a batcher died or hung).
 
 Started by the supervisor (``service.supervisor``), one per device.
 """
@@ -23,15 +21,14 @@ import zmq
 
 from service.engine.loading import load_registry
 from service.engine.server import EngineServer
+from service.exit_status import ENGINE_FAILED, NOT_ALL_ANSWERED, STARTUP_FAILURE
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
-from service.server import NOT_ALL_ANSWERED, STARTUP_FAILURE
 from service.settings import Settings
 
 log = logging.getLogger("service.engine")
 
-ENGINE_FAILED = 4
 HEALTH_CHECK_S = 0.1
 """How often the engine looks whether a batcher died or hung."""
 BATCHER_CLOSE_S = 5.0

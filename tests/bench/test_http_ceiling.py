@@ -11,7 +11,7 @@ import pytest
 
 from bench.http_ceiling import NullRuntime, null_runtime_factory
 from loadtest.payloads import PROTOCOLS, build_pool, decode_response
-from service.app import create_app
+from service.frontend.app import create_app
 from service.settings import Settings
 from tests.support.asgi import asgi_client
 from tests.support.pools import pool_spec, post_pool

@@ -226,8 +226,9 @@ def test_server_health_stop_and_restart() -> None:
     assert _seconds(health["start_period"]) >= 60  # CUDA start-up and warm-up
     assert SERVER["stop_signal"] == "SIGTERM"
     drain = float(SERVER["environment"]["LSTM_SERVING_DRAIN_TIMEOUT_S"])
-    # uvicorn's wait (the drain timeout), then the batchers' close (service.app.BATCHER_CLOSE_S).
-    from service.app import BATCHER_CLOSE_S
+    # uvicorn's wait (the drain timeout), then the batchers' close
+    # (service.frontend.app.BATCHER_CLOSE_S).
+    from service.frontend.app import BATCHER_CLOSE_S
 
     assert _seconds(SERVER["stop_grace_period"]) > drain + BATCHER_CLOSE_S
     assert SERVER["restart"] == "unless-stopped"

@@ -218,7 +218,11 @@ def test_dockerignore_keeps_bulk_and_secrets_out() -> None:
         "loadtest-results/run.json",
     ):
         assert dockerignore_excludes(path, ignore), path
-    for path in ("service/app.py", "docker/install-runtime.sh", "artifacts/checkpoints/lstm.pt"):
+    for path in (
+        "service/frontend/app.py",
+        "docker/install-runtime.sh",
+        "artifacts/checkpoints/lstm.pt",
+    ):
         assert not dockerignore_excludes(path, ignore), path
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import onnx
 import pytest
 
+from contract.names import METADATA_KEYS
 from export import (
     VerificationError,
-    contract,
     export_checkpoint,
     export_model,
     read_metadata,
@@ -28,7 +28,7 @@ def test_metadata_follows_the_contract(
 ) -> None:
     result = export_model(torch_model, tmp_path, "tiny", 3, verify=fast_verify)
     metadata = read_metadata(result.model_path)
-    assert tuple(metadata) == contract.METADATA_KEYS
+    assert tuple(metadata) == METADATA_KEYS
     config = torch_model.config
     assert metadata["name"] == "tiny" and metadata["version"] == "3"
     assert metadata["architecture"] == (

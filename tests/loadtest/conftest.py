@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from loadtest.engine import PhaseResult
-from service.app import create_app
+from service.frontend.app import create_app
 from tests.support.asgi import asgi_client
 from tests.support.servers import Server
 from tests.support.tiny_repository import MODEL, tiny_settings

@@ -1,7 +1,7 @@
-"""Hostile input and access control, across the service through its ASGI app (the routes, the
-body limits and budget of ``service.api.bodies``, ``service.auth``, the batcher's dropping of
-work): every attack is a fast 4xx, nothing accepted is lost, and a client that leaves has its
-queued work dropped."""
+"""Hostile input and access control, across the service through its ASGI app (the routes, the body
+limits and budget of ``service.frontend.api.bodies``, ``service.frontend.auth``, the batcher's
+dropping of work): every attack is a fast 4xx, nothing accepted is lost, and a client that leaves
+has its queued work dropped."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """What one request may make the server build and send, across the service through its ASGI app
-(``service.api.validation``, ``service.api.v2_codec``, ``service.settings``): the padded length
-``T`` of a V2 batch, per-step outputs trimmed to the real lengths, and the response-size cap
-(checked before any compute). Large bodies decoded off the event loop: ``api/test_offload.py``."""
+(``service.frontend.api.validation``, ``service.frontend.api.v2_codec``, ``service.settings``): the
+padded length ``T`` of a V2 batch, per-step outputs trimmed to the real lengths, and the
+response-size cap (checked before any compute). Large bodies decoded off the event loop:
+``frontend/api/test_offload.py``."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ another test module or a conftest; fixtures live in the ``conftest.py`` files.
   model slow enough to keep a queue, and the load that fills it (``tests/service``).
 * ``service_app``: the service's app reached over ASGI, and a real runtime held at a gate;
   ``ort_reference``: each sequence run alone through in-process ORT, what the service must
-  answer; ``fake_runtime``: a fake runtime and a batcher over it (``tests/service/batching``);
-  ``v2_bodies``: V2 request bodies in JSON (``tests/service``).
+  answer; ``fake_runtime``: a fake runtime and a batcher over it
+  (``tests/service/engine/batching``); ``v2_bodies``: V2 request bodies in JSON (``tests/service``).
 * ``deploy``: the Dockerfile, compose files and ``.dockerignore`` read for ``tests/deploy``;
   ``constraints``: pip constraints files read back as pins (``tests/deploy``,
   ``tests/test_readme.py``).

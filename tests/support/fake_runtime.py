@@ -1,4 +1,4 @@
-"""A fake runtime for the batcher's unit tests (``tests/service/batching``), and a
+"""A fake runtime for the batcher's unit tests (``tests/service/engine/batching``), and a
 ``DynamicBatcher`` over it: no model, no ONNX Runtime, runs held back with events, never with
 sleeps."""
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from service.batching.batcher import DynamicBatcher
-from service.batching.formation import BatchPolicy
+from service.engine.batching.batcher import DynamicBatcher
+from service.engine.batching.formation import BatchPolicy
 
 FEATURES = 3
 """The width F of the sequences ``seq`` builds (the fake runs any width)."""
@@ -38,8 +38,8 @@ class FakeRunner:
             self.gate.set()
         self.started = threading.Semaphore(0)
 
-    # The signature of ``BatchRunner`` (service.batching.batcher), which every runtime repeats,
-    # as implementations of a Protocol do.
+    # The signature of ``BatchRunner`` (service.engine.batching.batcher), which every runtime
+    # repeats, as implementations of a Protocol do.
     def run_batch(
         self,
         sequences: Sequence[np.ndarray],

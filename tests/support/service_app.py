@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from service.app import create_app
 from service.engine.loading import LoadedRuntime, onnx_runtime_factory
+from service.frontend.app import create_app
 from service.settings import Settings
 from tests.support.asgi import asgi_client
 
