@@ -4,8 +4,10 @@
 #   2. the service started exactly as the Docker image's ENTRYPOINT and ENV would, with CUDA,
 #      judged by the image's own health check, then one inference;
 #   3. python -m bench --provider cuda (ceilings, service, naive baseline, HTTP ceiling);
-#   4. the service with 1, 2 and 4 worker processes under the same V2 binary load.
-# Needs the default models (model_repository/, artifacts/checkpoints/) and the serving stack.
+#   4. 1, 4 and 8 HTTP frontends feeding one engine (and the old per-worker model) under the
+#      same V2 binary load, with the engine's batch figures.
+# Needs the default models (model_repository/, artifacts/checkpoints/) and the serving stack
+# (stage it with: MORE=pyzmq ../shared/gpu/stage-wheels.sh; the GPU image lacks pyzmq).
 # Writes its files to $OUT (default /tmp/gpu-out). PROVIDER=cpu runs it as a dry run.
 set -u
 out=${OUT:-/tmp/gpu-out}
@@ -57,15 +59,24 @@ timeout 330 python3 -m bench --provider "$provider" --processes 8 --no-torch \
   > /tmp/bench.log 2>&1
 tail -5 /tmp/bench.log
 
-# 4. worker processes
-for workers in 1 2 4; do
+# 4. the process model: N frontends feeding one engine (issue 14), and the old model (each
+#    worker its own sessions and batchers) for contrast; the engine's batches from /metrics
+run_frontends() {  # run_frontends LABEL FLAGS...: V2 binary, 256 clients, 5 s
+  label=$1; shift
   python3 -m service --model-repository "$repo" --port 8010 --provider "$provider" \
-    --workers "$workers" --log-level warning > /dev/null 2>&1 &
+    --log-level warning "$@" > "/tmp/service-$label.log" 2>&1 &
   pid=$!
   wait_ready 8010
   python3 -m loadtest --url http://127.0.0.1:8010 --model bilstm --protocol v2-binary \
     --concurrency 256 --processes 8 --duration 5 --warmup 1 --no-plots --quiet \
-    --out "$out/workers-$workers.json" > /dev/null 2>&1
-  kill -TERM "$pid"; wait "$pid"
+    --out "$out/frontends-$label.json" > "$out/frontends-$label.txt" 2>&1
+  curl -s http://127.0.0.1:8010/metrics | grep -E '^lstm_batch_(size|padded|real)' \
+    >> "$out/frontends-$label.txt"
+  kill -TERM "$pid"; wait "$pid"; echo "exit after SIGTERM: $?" >> "$out/frontends-$label.txt"
+}
+for frontends in 1 4 8; do
+  run_frontends "$frontends" --workers "$frontends" --engine separate
 done
+run_frontends "in-process-1" --workers 1 --engine in-process
+run_frontends "in-process-4" --workers 4 --engine in-process
 ls -la "$out"

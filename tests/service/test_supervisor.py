@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.support.ort_reference import Reference
 from tests.support.servers import Server, metric, poll
@@ -189,3 +190,41 @@ def test_sigterm_under_load_drains_the_frontends_then_the_engine_answering_every
     assert server.process.returncode == 0, log
     # The engine stops last: after both frontends have drained.
     assert log.rindex("drained: answered") < log.index("engine draining"), log
+
+
+def test_two_devices_run_two_engines_and_requests_spread_over_both(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    # Two "devices" on the CPU provider: the process model of a two-GPU machine, without GPUs.
+    metrics_dir, env = metrics_env(tmp_path)
+    server = Server(model_repository, "--workers", "2", "--devices", "[0,1]", env=env)
+    try:
+        frontends, engines = roles(server, metrics_dir)
+        assert len(frontends) == 2 and len(engines) == 2
+        sequences = [[[0.1] * FEATURES] * n for n in range(1, 97)]
+
+        def one(sequence: list) -> int:
+            url = f"{server.url}/v1/models/tiny_uni/predict"
+            return httpx.post(url, json={"sequences": [sequence] * 4}, timeout=30).status_code
+
+        with ThreadPoolExecutor(32) as clients:
+            assert set(clients.map(one, sequences)) == {200}
+        served = {pid: engine_sequences(metrics_dir, pid) for pid in engines}
+        # Least loaded first: under 32 clients each engine takes a share of the traffic.
+        assert sum(served.values()) == 4 * len(sequences)
+        assert all(count > 0 for count in served.values()), served
+    finally:
+        log = server.stop()
+    assert log.count("engine ready") == 2, log
+    assert server.process.returncode == 0, log
+
+
+def engine_sequences(metrics_dir: Path, pid: int) -> float:
+    """Sequences the engine ``pid`` ran in batches (its own counter file)."""
+    families = MultiProcessCollector.merge([str(metrics_dir / f"histogram_{pid}.db")])
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "lstm_batch_size_sum" and sample.labels.get("model") == "tiny_uni"
+    )
