@@ -32,6 +32,9 @@ log = logging.getLogger("service.engine")
 HEALTH_CHECK_S = 0.1
 """How often the engine looks whether a batcher died or hung."""
 BATCHER_CLOSE_S = 5.0
+PEER_TIMEOUT_FACTOR = 3.0
+"""A frontend silent for this many ``engine_timeout_s`` is gone: its queued work is dropped
+(longer than the frontends' own patience, so a briefly busy frontend is not mistaken)."""
 FAILED_FLUSH_S = 1.0
 """After a failure, how long the failed requests' answers get to reach the frontends."""
 
@@ -47,7 +50,12 @@ async def serve_engine(settings: Settings, address: str, announce: Callable[[str
         await registry.close(0)
         return STARTUP_FAILURE
     try:
-        server = EngineServer(registry, address, settings.retry_after_s)
+        server = EngineServer(
+            registry,
+            address,
+            settings.retry_after_s,
+            peer_timeout_s=PEER_TIMEOUT_FACTOR * settings.engine_timeout_s,
+        )
     except zmq.ZMQError as error:
         log.error("the engine cannot listen at %s: %s", address, error)
         await registry.close(0)

@@ -44,7 +44,13 @@ SequenceFutures = list[asyncio.Future[dict[str, Any]]]
 class EngineServer:
     """Serves ``registry`` to frontends at ``address`` (``ipc://...`` or ``tcp://...``)."""
 
-    def __init__(self, registry: ModelRegistry, address: str, retry_after_s: int = 1) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        address: str,
+        retry_after_s: int = 1,
+        peer_timeout_s: float = 6.0,
+    ) -> None:
         self.registry = registry
         self.address = address
         self.incarnation = f"{os.getpid()}-{time.time_ns()}"
@@ -54,6 +60,8 @@ class EngineServer:
         self._socket.setsockopt(zmq.LINGER, 1000)  # replies still queued get a second to leave
         self._socket.bind(address)
         self._requests: dict[tuple[bytes, int], SequenceFutures] = {}
+        self._peer_timeout_s = peer_timeout_s
+        self._last_seen: dict[bytes, float] = {}
         self._answers: set[asyncio.Task[None]] = set()
         self.draining = False
 
@@ -64,14 +72,36 @@ class EngineServer:
 
     async def serve(self) -> None:
         """Receive and dispatch messages until cancelled."""
+        sweeping = asyncio.ensure_future(self._forget_silent_peers())
+        try:
+            while True:
+                identity, *frames = await self._socket.recv_multipart(copy=False)
+                peer = identity.bytes
+                self._last_seen[peer] = time.monotonic()
+                try:
+                    message = decode(frames)
+                except FrameError as error:  # a bug or a peer of another version: not fatal
+                    log.error("dropped a malformed hand-off message: %s", error)
+                    continue
+                self._dispatch(peer, message)
+        finally:
+            sweeping.cancel()
+
+    async def _forget_silent_peers(self) -> None:
+        """Cancel the requests of frontends silent for ``peer_timeout_s`` (a live one pings
+        every ``engine_heartbeat_ms``): a frontend that died leaves no client waiting, so its
+        sequences not yet run are dropped instead of computed."""
         while True:
-            identity, *frames = await self._socket.recv_multipart(copy=False)
-            try:
-                message = decode(frames)
-            except FrameError as error:  # a bug or a peer of another version: not fatal
-                log.error("dropped a malformed hand-off message: %s", error)
-                continue
-            self._dispatch(identity.bytes, message)
+            await asyncio.sleep(self._peer_timeout_s / 4)
+            silent_since = time.monotonic() - self._peer_timeout_s
+            for peer in [p for p, seen in self._last_seen.items() if seen < silent_since]:
+                del self._last_seen[peer]
+                dropped = [key for key in self._requests if key[0] == peer]
+                if dropped:
+                    log.warning("a frontend went silent: dropping its %d requests", len(dropped))
+                for key in dropped:
+                    for future in self._requests.get(key, ()):
+                        future.cancel()
 
     def _dispatch(self, peer: bytes, message: Message) -> None:
         match message:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import zmq
+
 from service.engine.loading import LoadedRuntime, load_registry, onnx_runtime_factory
 from service.engine.server import EngineServer
 from service.metrics import ServiceMetrics
@@ -18,19 +20,25 @@ from service.settings import Settings
 
 @asynccontextmanager
 async def running_engine(
-    settings: Settings, directory: Path, factory: Callable[..., LoadedRuntime] | None = None
+    settings: Settings,
+    directory: Path,
+    factory: Callable[..., LoadedRuntime] | None = None,
+    peer_timeout_s: float = 60.0,
 ) -> AsyncIterator[EngineServer]:
     """An engine over ``settings.model_repository`` (runtimes from ``factory``, ORT's by
-    default) listening at ``ipc://<directory>/engine.sock`` (``server.address``); stopped, its
-    batchers closed, when the block ends."""
+    default) listening at ``ipc://<directory>/engine.sock`` (``server.address``), dropping the
+    work of frontends silent for ``peer_timeout_s``; stopped, its batchers closed, when the
+    block ends."""
     registry = await load_registry(settings, ServiceMetrics(), factory or onnx_runtime_factory)
-    server = EngineServer(registry, f"ipc://{directory / 'engine.sock'}", settings.retry_after_s)
+    address = f"ipc://{directory / 'engine.sock'}"
+    server = EngineServer(registry, address, settings.retry_after_s, peer_timeout_s)
     serving = asyncio.ensure_future(server.serve())
     try:
         yield server
     finally:
         serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # A test that closed the engine itself ends it with the error of its closed socket.
+        with contextlib.suppress(asyncio.CancelledError, zmq.ZMQError):
             await serving
         await registry.close(1.0)
         server.close()

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
+import zmq.asyncio
 
+from service.handoff.messages import Submit, encode
 from tests.support.engine import running_engine
 from tests.support.ort_reference import Reference
 from tests.support.service_app import GatedRuntime, app_client, gated_factory
@@ -117,6 +120,40 @@ async def test_a_request_past_its_deadline_is_dropped_in_the_engine_before_it_ru
             assert again.status_code == 200
     assert [7] not in runtime.batches, "the late request ran although nobody waited for it"
     assert [3] in runtime.batches
+
+
+async def test_the_queued_work_of_a_frontend_that_went_silent_is_dropped_before_it_runs(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    gate, made = threading.Event(), list[GatedRuntime]()
+    settings = tiny_settings(model_repository, concurrent_batches=1, warmup=False)
+    async with running_engine(
+        settings, tmp_path, gated_factory(gate, made), peer_timeout_s=0.4
+    ) as engine:
+        runtime = next(r for r in made if r.spec.name == "tiny_bi")
+        context = zmq.asyncio.Context()
+        frontend = context.socket(zmq.DEALER)  # a frontend that submits, then dies
+        frontend.connect(engine.address)
+        deadline = time.monotonic() + 30
+        for request_id, length in enumerate((2, 7)):
+            submit = Submit(
+                request_id, "tiny_bi", "1", deadline, ["probs"],
+                [np.full((length, FEATURES), 0.1, np.float32)], [None],
+            )  # fmt: skip
+            await frontend.send_multipart(encode(submit))
+        assert await asyncio.to_thread(runtime.started.acquire, True, 10)  # 2 runs, 7 waits
+        batcher = engine.registry.get("tiny_bi").batcher
+        assert batcher is not None
+        while batcher.queue_depth != 1:  # bounded by the request's own 30 s deadline
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        frontend.close(linger=0)
+        context.term()
+        while batcher.queue_depth:  # the engine gives up on the silent frontend
+            assert time.monotonic() < deadline, "the silent frontend's work stayed queued"
+            await asyncio.sleep(0.01)
+        gate.set()
+    assert runtime.batches == [[2]], "the dead frontend's queued sequence ran"
 
 
 async def test_an_engine_that_stops_makes_the_frontend_answer_503_with_retry_after(
