@@ -5,17 +5,22 @@
 * ``ratios``: the service over the naive baseline, the HTTP ceiling and the in-process ceiling;
 * ``time_breakdown``: where a service request's time goes, outside and inside the server;
 * ``targets``: the product's targets, met or missed;
+* ``frontend_batch_ratios`` and ``frontend_targets``: the multi-frontend case's mean batch sizes
+  against one process's at the same offered rate;
 * ``soak_phase`` and ``recovery``: an overload soak's phases from the client's side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
 from bench.records import (
     Ceilings,
+    FrontendRow,
+    FrontendsCase,
     PaddingRow,
     Point,
     RatioRow,
@@ -37,6 +42,8 @@ PADDING_EFFICIENCY_TARGET = 0.85
 """The batcher's real / padded steps (the CPU policy's own target, ``service.settings``)."""
 SINGLE_SEQUENCE_OVERHEAD_TARGET_MS = 3.0
 """c=1 p50 latency over the in-process single-sequence median."""
+FRONTEND_BATCH_TOLERANCE = 0.10
+"""How far the mean batch with N frontends may be from one process's, at the same offered rate."""
 
 
 def find(
@@ -194,6 +201,50 @@ def targets(
                 f"{SINGLE_SEQUENCE_OVERHEAD_TARGET_MS:g} ms) of in-process single-sequence",
                 value,
                 value <= SINGLE_SEQUENCE_OVERHEAD_TARGET_MS,
+            )
+        )
+    return out
+
+
+# -- the multi-frontend case ---------------------------------------------------------------------
+def _one_process(rows: Sequence[FrontendRow]) -> FrontendRow | None:
+    """The open-loop row of the service in one process (one worker, models in-process)."""
+    for row in rows:
+        if (row.mode, row.engine, row.frontends) == ("open", "in-process", 1):
+            return row
+    return None
+
+
+def frontend_batch_ratios(rows: Sequence[FrontendRow]) -> list[FrontendRow]:
+    """The rows, each open-loop one with ``batch_vs_one_process``: its mean batch size over the
+    one-process row's (all open-loop rows share one offered rate). Closed-loop rows, and every
+    row when one process formed no batches, are left without."""
+    one = _one_process(rows)
+    base = one.mean_batch_size if one else None
+    return [
+        dataclasses.replace(row, batch_vs_one_process=size / base)
+        if row.mode == "open" and base and (size := row.mean_batch_size) is not None
+        else row
+        for row in rows
+    ]
+
+
+def frontend_targets(case: FrontendsCase) -> list[Target]:
+    """For each N of frontends feeding one engine: its mean batch size within
+    ``FRONTEND_BATCH_TOLERANCE`` of one process's at the same offered rate (not 1/N of it)."""
+    out = []
+    for row in case.rows:
+        ratio = row.batch_vs_one_process
+        if row.mode != "open" or row.engine != "separate" or ratio is None:
+            continue
+        out.append(
+            Target(
+                f"mean batch with {row.frontends} frontend{'s' if row.frontends > 1 else ''} "
+                f"feeding one engine within "
+                f"{FRONTEND_BATCH_TOLERANCE:.0%} of one process's at {case.offered_rate:.0f} "
+                "req/s (ratio)",
+                ratio,
+                abs(ratio - 1.0) <= FRONTEND_BATCH_TOLERANCE,
             )
         )
     return out

@@ -14,6 +14,9 @@ For the default bidirectional model (``bilstm``) and lengths U[10,200] it measur
 3. the naive baseline (``bench.naive_server``: one ORT call per request) under the same load;
 4. the HTTP ceiling (``bench.http_ceiling``: the real service with inference skipped);
 5. the padding efficiency the batcher reached vs first-come batching of the same arrivals;
+6. the hand-off's CPU per request between a frontend and the engine (``bench.handoff``);
+7. with ``--frontends 1,2,4``: the service as N HTTP frontends feeding one engine, against one
+   process and the old model at the same offered rate (``bench.frontends``);
 
 then prints the ratios (service / ceiling, service / baseline, service / HTTP ceiling), the
 targets and where the time goes (``bench.analysis``), and writes
@@ -25,6 +28,7 @@ process on a free port (``bench.servers``); the load comes from ``loadtest``'s c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -34,9 +38,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.analysis import breakdowns, padding_comparison, ratios, targets
+from bench.analysis import breakdowns, frontend_targets, padding_comparison, ratios, targets
 from bench.ceiling import measure_ceilings
 from bench.cpu import load_average
+from bench.frontends import measure_frontends
+from bench.handoff import measure_handoff
 from bench.load import LoadPlan, load_server
 from bench.records import Ceilings, Point, ServerStart, SuiteReport
 from bench.report import describe_machine, suite_markdown, write_results
@@ -58,6 +64,11 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return text.split(",")
+
+
+def _counts(text: str) -> list[int]:
+    """``1,2,4``; empty: none."""
+    return _ints(text) if text.strip() else []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process ceiling")
     parser.add_argument("--no-torch", action="store_true", help="skip torch eager")
+    parser.add_argument(
+        "--frontends",
+        type=_counts,
+        default=[],
+        help="frontend counts of the multi-frontend case, e.g. 1,2,4: the service with "
+        "--workers N --engine separate, closed loop at the highest --concurrency and open loop "
+        "at one shared rate, plus one process and --engine in-process --workers <largest N> at "
+        "that rate (empty: skipped; about 1 min per count with the default --seconds)",
+    )
+    parser.add_argument(
+        "--frontend-rate",
+        type=float,
+        default=0.0,
+        help="the multi-frontend case's open-loop rate, req/s (0: 0.8 x the closed-loop "
+        "req/s of its first row)",
+    )
+    parser.add_argument(
+        "--handoff-requests",
+        type=int,
+        default=3000,
+        help="requests of the in-process hand-off measure (bench.handoff; 0: skipped)",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="appended to the result file names")
     parser.add_argument(
@@ -158,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         log.error("unknown servers or protocols: %s", sorted(unknown))
         return 2
+    if any(count < 1 for count in args.frontends):
+        log.error("--frontends takes counts of 1 or more, got %s", args.frontends)
+        return 2
     repository = args.repository.resolve()
     model_file = served_model_file(repository, args.model)
     if model_file is None:
@@ -175,6 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     features = int(create_session(model_file, "cpu", 1)[0].get_inputs()[0].shape[2])
     ceilings = None if args.no_ceiling else _ceilings(args, model_file, checkpoint, features)
+    handoff = None
+    if args.handoff_requests > 0:
+        handoff = measure_handoff(
+            repository,
+            args.model,
+            requests=args.handoff_requests,
+            length=round(args.lengths.mean),
+            provider=args.provider,
+            settings=settings_from_cli(shlex.split(args.service_flags)),
+        )
+        log.info("hand-off: %.0f us of CPU per request", handoff.handoff_cpu_us)
     plan = LoadPlan(
         model=args.model,
         protocols=tuple(args.protocols),
@@ -196,6 +243,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with running_server(kind, repository, flags, args.provider) as server:
             servers[kind] = ServerStart(server.startup_s, SERVER_LABELS[kind])
             points += load_server(server, plan, features, model_file)
+    frontends = None
+    if args.frontends:
+        log.info("multi-frontend case:")
+        protocol = "v2-binary" if "v2-binary" in args.protocols else args.protocols[0]
+        frontend_plan = dataclasses.replace(
+            plan, protocols=(protocol,), concurrency=(max(args.concurrency),)
+        )
+        frontends = measure_frontends(
+            repository,
+            frontend_plan,
+            args.frontends,
+            features,
+            shlex.split(args.service_flags),
+            args.provider,
+            rate=args.frontend_rate or None,
+        )
     padding = padding_comparison(points)
     today = dt.date.today().isoformat()
     report = SuiteReport(
@@ -215,10 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios=ratios(points, ceilings),
         padding=padding,
         breakdown=breakdowns(points),
-        targets=targets(points, ceilings, padding, max(args.concurrency)),
+        targets=targets(points, ceilings, padding, max(args.concurrency))
+        + (frontend_targets(frontends) if frontends else []),
         load_average_at_start=load_at_start,
         load_average_at_end=load_average(),
         wall_s=time.monotonic() - started,
+        handoff=handoff,
+        frontends=frontends,
     )
     text = suite_markdown(report)
     kind = "gpu" if args.provider == "cuda" else "cpu"

@@ -3,6 +3,7 @@
 * ``load_server``: every protocol at every concurrency against one server, closed loop, one
   sequence per request; a ``Point`` each, with the CPU that the server, the client and the rest
   of the machine used over it, and sampled answers checked against in-process ORT;
+* ``measured_phase``: one phase (closed or open loop) against a server, with that CPU;
 * ``RejectionProbe``: during an overload, one request now and then from a thread of its own,
   noting each rejection's status and ``Retry-After`` (for ``bench.soak``).
 """
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +96,16 @@ def arrival_lengths(result: PhaseResult, pool_lengths: list[int]) -> list[int]:
     return [pool_lengths[int(k)] for k in result.pool_index[order]]
 
 
+def measured_phase(
+    generator: LoadGenerator, server: RunningServer, phase: Phase, model: str
+) -> tuple[dict[str, Any], PhaseResult, CpuUse]:
+    """``phase`` against ``server``: loadtest's summary (the server's ``/metrics`` figures in
+    it), the client's raw result, and the CPU used over the measured part."""
+    cpu = PhaseCpu(server)
+    summary, result = measure_phase(generator, phase, model, on_measure_start=cpu.start)
+    return summary, result, cpu.finish(summary["elapsed_s"], result.client_cpu_s)
+
+
 def load_server(
     server: RunningServer, plan: LoadPlan, features: int, model_file: Path | None
 ) -> list[Point]:
@@ -118,15 +130,12 @@ def load_server(
                     "closed", concurrency=concurrency, duration_s=plan.seconds,
                     warmup_s=plan.warmup_s,
                 )  # fmt: skip
-                cpu = PhaseCpu(server)
-                summary, result = measure_phase(
-                    generator, phase, plan.model, on_measure_start=cpu.start
-                )
+                summary, result, cpu = measured_phase(generator, server, phase, plan.model)
                 point = Point(
                     kind=server.kind,
                     protocol=protocol,
                     client=summary,
-                    cpu=cpu.finish(summary["elapsed_s"], result.client_cpu_s),
+                    cpu=cpu,
                     arrival_lengths=arrival_lengths(result, pool_lengths),
                 )
                 samples.extend(result.samples)

@@ -1,12 +1,13 @@
 """The typed records of a benchmark run, and their JSON form: the files in ``bench/results/``.
 
 Who makes them: ``bench.load`` the ``Point`` of each server, protocol and concurrency;
-``bench.ceiling`` the in-process ``Ceilings``; ``bench.analysis`` the rows derived from both
-(``PaddingRow``, ``RatioRow``, ``TimeBreakdown``, ``Target``) and the soak's ``SoakPhase``;
-``bench.cli`` and ``bench.soak`` the whole ``SuiteReport`` and ``SoakReport``. ``bench.report``
-writes them as markdown, and ``to_json`` as JSON: fields in their order, nested records and numpy
-values made plain; a record with a ``to_json`` method of its own (columns flattened, figures
-left out when unknown) writes itself.
+``bench.ceiling`` the in-process ``Ceilings``; ``bench.handoff`` the ``HandoffCost``;
+``bench.frontends`` the ``FrontendsCase`` and its ``FrontendRow`` of each process model;
+``bench.analysis`` the rows derived from them (``PaddingRow``, ``RatioRow``, ``TimeBreakdown``,
+``Target``) and the soak's ``SoakPhase``; ``bench.cli`` and ``bench.soak`` the whole
+``SuiteReport`` and ``SoakReport``. ``bench.report`` writes them as markdown, and ``to_json`` as
+JSON: fields in their order, nested records and numpy values made plain; a record with a
+``to_json`` method of its own (columns flattened, figures left out when unknown) writes itself.
 """
 
 from __future__ import annotations
@@ -251,6 +252,83 @@ class ServerStart:
 
 
 @dataclass
+class HandoffCost:
+    """What the hand-off (``service.handoff``: frontend to engine and back over ZeroMQ IPC)
+    costs per request, measured in one process (``bench.handoff``) with inference skipped: the
+    same ``requests`` sent through a ``RemoteBatcher`` to an ``EngineServer`` and straight to
+    the ``DynamicBatcher``, ``in_flight`` at a time, each one sequence ``(length, features)``.
+
+    CPU is ``time.process_time`` (every thread: the event loop, the executor, ZeroMQ's I/O
+    thread), microseconds per request; ``handoff_cpu_us`` = remote - direct, both sides of the
+    hand-off together."""
+
+    model: str
+    requests: int
+    in_flight: int
+    length: int
+    features: int
+    direct_cpu_us: float
+    remote_cpu_us: float
+    handoff_cpu_us: float
+    direct_wall_us: float
+    remote_wall_us: float
+
+
+@dataclass
+class FrontendRow:
+    """One process model of the service under one load (``bench.frontends``): ``frontends``
+    HTTP processes and the models in one engine process (``engine="separate"``) or in each
+    worker (``"in-process"``; one worker: everything in one process); closed loop at
+    ``concurrency`` clients or open loop at ``offered_rate`` requests/s. ``client`` is
+    loadtest's summary, with the server's ``/metrics`` figures (summed over its processes) as
+    ``server``; ``cpu.server_cores`` counts every process of the server.
+    ``batch_vs_one_process``: this row's mean batch size over the one-process row's at the same
+    offered rate (``bench.analysis.frontend_batch_ratios``)."""
+
+    label: str
+    frontends: int
+    engine: str
+    mode: str
+    concurrency: int | None
+    offered_rate: float | None
+    client: dict[str, Any]
+    cpu: CpuUse = field(default_factory=CpuUse)
+    batch_vs_one_process: float | None = None
+
+    @property
+    def requests_per_s(self) -> float:
+        return float(self.client["requests_per_s"])
+
+    @property
+    def latency_ms(self) -> dict[str, float | None]:
+        latency: dict[str, float | None] = self.client["latency_ms"]
+        return latency
+
+    @property
+    def server(self) -> dict[str, Any]:
+        """The server's figures over the phase; empty when it has no ``/metrics``."""
+        return self.client.get("server") or {}
+
+    @property
+    def mean_batch_size(self) -> float | None:
+        size = self.server.get("mean_batch_size")
+        return float(size) if size is not None else None
+
+
+@dataclass
+class FrontendsCase:
+    """The multi-frontend case of ``python -m bench`` (``--frontends``): every row over
+    ``protocol``, the closed-loop rows at ``concurrency`` clients and the open-loop rows all at
+    ``offered_rate`` requests/s (``rate_source`` says where that rate came from)."""
+
+    protocol: str
+    concurrency: int
+    offered_rate: float
+    rate_source: str
+    rows: list[FrontendRow]
+
+
+@dataclass
 class SuiteReport:
     """Everything ``python -m bench`` measured: ``bench/results/{cpu,gpu}-<date>.json``."""
 
@@ -274,6 +352,8 @@ class SuiteReport:
     load_average_at_start: tuple[float, float, float] | None
     load_average_at_end: tuple[float, float, float] | None
     wall_s: float
+    handoff: HandoffCost | None = None
+    frontends: FrontendsCase | None = None
 
 
 # -- the overload soak (python -m bench.soak) ----------------------------------------------------

@@ -15,7 +15,14 @@ import subprocess
 from pathlib import Path
 
 from bench.markdown import fmt, table
-from bench.records import Machine, SoakReport, SuiteReport, to_json
+from bench.records import (
+    FrontendsCase,
+    HandoffCost,
+    Machine,
+    SoakReport,
+    SuiteReport,
+    to_json,
+)
 
 MACHINE_NAME = "2-core CPU dev machine"
 
@@ -153,8 +160,11 @@ def suite_markdown(report: SuiteReport) -> str:
                 for r in report.padding
             ),
         )  # fmt: skip
-    if report.breakdown:
+    if report.frontends:
+        lines += ["", *frontends_markdown(report.frontends)]
+    if report.breakdown or report.handoff:
         lines += ["", "## Where the time goes (service, mean ms per request)", ""]
+    if report.breakdown:
         lines += table(
             ["protocol", "clients", "client latency", "outside server", "in server",
              "queue wait", "batch compute", "rest in server", "server CPU/req",
@@ -176,6 +186,9 @@ def suite_markdown(report: SuiteReport) -> str:
             "waiting for the event loop; outside: client, TCP and uvicorn's HTTP parsing. "
             "compute busy: batches running at once on average.",
         ]
+    if report.handoff:
+        lines += [""] if report.breakdown else []  # the heading's blank line otherwise
+        lines.append(handoff_line(report.handoff))
     if report.targets:
         lines += ["", "## Targets", ""]
         lines += [
@@ -184,6 +197,53 @@ def suite_markdown(report: SuiteReport) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+def handoff_line(cost: HandoffCost) -> str:
+    """The hand-off's cost per request, as one line of "Where the time goes"."""
+    return (
+        f"- Hand-off, frontend to engine and back (`bench.handoff`, ZeroMQ IPC, one process, "
+        f"inference skipped): **{cost.handoff_cpu_us:,.0f} µs of server CPU per request** "
+        f"({cost.remote_cpu_us:,.0f} µs through the hand-off vs {cost.direct_cpu_us:,.0f} µs "
+        f"straight to the batcher; wall {cost.remote_wall_us:,.0f} vs "
+        f"{cost.direct_wall_us:,.0f} µs per request), one sequence of {cost.length} x "
+        f"{cost.features} float32 per request, {cost.in_flight} in flight, {cost.requests} "
+        "requests. Paid only with `--engine separate` (`--workers N`)."
+    )
+
+
+def frontends_markdown(case: FrontendsCase) -> list[str]:
+    """The multi-frontend case: a row per process model and load, and what the ratio says."""
+    lines = [
+        f"## Frontends feeding one engine ({case.protocol})",
+        "",
+        f"Closed loop at {case.concurrency} clients; open loop at **{case.offered_rate:,.0f} "
+        f"req/s** offered to every process model ({case.rate_source}).",
+        "",
+    ]
+    lines += table(
+        ["process model", "load", "req/s", "p50 ms", "p99 ms", "failed", "mean batch",
+         "pad. eff.", "server CPU", "batch / one process"],
+        (
+            [r.label,
+             f"closed, c={r.concurrency}" if r.mode == "closed"
+             else f"open, {fmt(r.offered_rate, 0)} req/s",
+             fmt(r.requests_per_s), fmt(r.latency_ms["p50"], 2), fmt(r.latency_ms["p99"], 2),
+             r.client["failed"], fmt(r.mean_batch_size, 2),
+             fmt(r.server.get("padding_efficiency"), 3), fmt(r.cpu.server_cores, 2),
+             fmt(r.batch_vs_one_process, 2)]
+            for r in case.rows
+        ),
+    )  # fmt: skip
+    lines += [
+        "",
+        "batch / one process: the mean batch size over that of the service in one process at "
+        "the same offered rate. N frontends feeding one engine should form the batches one "
+        "process forms (about 1); the old model (`--engine in-process --workers N`: a batcher "
+        "per worker) splits them N ways. server CPU: cores used by every process of the "
+        "server (supervisor, frontends, engine).",
+    ]
+    return lines
 
 
 # -- python -m bench.soak ----------------------------------------------------------------------

@@ -5,7 +5,8 @@
 * ``http-ceiling``: ``python -m bench.http_ceiling``, the service with inference skipped.
 
 ``RunningServer`` starts one (``free_port``), waits until it ``is_ready``, reads its CPU time
-and memory from ``/proc`` (Linux), and stops it with SIGTERM. ``served_model_file`` is the ONNX
+(its own and its child processes') and memory from ``/proc`` (Linux), and stops it with
+SIGTERM. ``served_model_file`` is the ONNX
 file the servers serve for a model: its highest version in the repository.
 """
 
@@ -87,6 +88,27 @@ def server_command(
     raise ValueError(f"unknown server {kind!r}")
 
 
+def _descendants_ticks(pid: int) -> int:
+    """CPU ticks (user + system, with their reaped children's) of the live processes under
+    ``pid``."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks = sum(int(f) for f in fields[11:15])
+        children.setdefault(int(fields[1]), []).append((int(entry.name), ticks))
+    total, stack = 0, [pid]
+    while stack:
+        for child, ticks in children.get(stack.pop(), ()):
+            total += ticks
+            stack.append(child)
+    return total
+
+
 class RunningServer:
     """A ``kind`` server process on a free port, ready when the constructor returns.
 
@@ -137,12 +159,15 @@ class RunningServer:
             return None
 
     def cpu_s(self) -> float | None:
-        """User + system CPU seconds of the server process so far (Linux only)."""
+        """User + system CPU seconds so far of the server process and of every process under
+        it (``--workers N``: the supervisor's frontends and engines), those it has reaped
+        included (Linux only)."""
         stat = self._proc("stat")
         if stat is None:
             return None
         fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        return (ticks + _descendants_ticks(self.process.pid)) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float | None:
         """Resident memory of the server process, MiB (Linux only)."""

@@ -1,5 +1,6 @@
 """``bench.analysis``: FCFS padding, the padding comparison, ratios, the time breakdown,
-targets, and the soak's phase figures and recovery, on records built by hand."""
+targets, the multi-frontend case's batch ratios and targets, and the soak's phase figures and
+recovery, on records built by hand."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from bench.analysis import (
     breakdowns,
     fcfs_padding_efficiency,
+    frontend_batch_ratios,
+    frontend_targets,
     padding_comparison,
     ratios,
     recovery,
@@ -24,6 +27,8 @@ from bench.records import (
     Ceilings,
     CeilingSample,
     CpuUse,
+    FrontendRow,
+    FrontendsCase,
     Point,
     SingleSequence,
 )
@@ -144,6 +149,38 @@ def test_targets_are_met_or_missed_by_their_thresholds() -> None:
     ]
     assert [t.value for t in found] == pytest.approx([0.7, 3.5, 0.8, 3.5])
     assert targets([point("naive", 1.0)], None, [], 64) == []
+
+
+def frontend_row(frontends: int, engine: str, mode: str, mean_batch: float | None) -> FrontendRow:
+    server = {"mean_batch_size": mean_batch} if mean_batch is not None else {}
+    return FrontendRow(
+        label=f"{frontends} {engine}", frontends=frontends, engine=engine, mode=mode,
+        concurrency=64 if mode == "closed" else None,
+        offered_rate=100.0 if mode == "open" else None, client={"server": server},
+    )  # fmt: skip
+
+
+def test_open_loop_batches_are_put_over_one_process_at_the_same_rate() -> None:
+    rows = [
+        frontend_row(2, "separate", "closed", 9.0),
+        frontend_row(2, "separate", "open", 3.8),
+        frontend_row(4, "separate", "open", 4.4),
+        frontend_row(1, "in-process", "open", 4.0),
+        frontend_row(4, "in-process", "open", 1.0),
+        frontend_row(8, "separate", "open", None),  # no batches: nothing to compare
+    ]
+    ratios = [r.batch_vs_one_process for r in frontend_batch_ratios(rows)]
+    assert ratios == pytest.approx([None, 0.95, 1.1, 1.0, 0.25, None])
+    assert rows[1].batch_vs_one_process is None  # new rows; those given are left alone
+    without_one_process = frontend_batch_ratios(rows[:3])
+    assert [r.batch_vs_one_process for r in without_one_process] == [None, None, None]
+    case = FrontendsCase("v2-binary", 64, 100.0, "test", frontend_batch_ratios(rows))
+    assert [(t.target, t.met) for t in frontend_targets(case)] == [
+        ("mean batch with 2 frontends feeding one engine within 10% of one process's at 100 "
+         "req/s (ratio)", True),
+        ("mean batch with 4 frontends feeding one engine within 10% of one process's at 100 "
+         "req/s (ratio)", False),
+    ]  # fmt: skip
 
 
 def test_soak_phase_counts_every_outcome_and_checks_the_deadline() -> None:

@@ -12,6 +12,9 @@ from bench.records import (
     Ceilings,
     CeilingSample,
     CpuUse,
+    FrontendRow,
+    FrontendsCase,
+    HandoffCost,
     Machine,
     PaddingRow,
     Point,
@@ -80,6 +83,47 @@ def test_the_suite_markdown_has_every_table() -> None:
     assert lines[-3:] == ["## Targets", "", "- padding efficiency >= 0.85 at c=16: **0.91** — met"]
     bare = suite_markdown(suite(with_ceilings=False))
     assert "In-process ceiling" not in bare and "## Servers under closed-loop load" in bare
+
+
+def test_the_frontends_case_and_the_handoff_have_their_sections() -> None:
+    report = suite()
+    report.handoff = HandoffCost("bilstm", 3000, 64, 105, 32, 15.2, 340.6, 325.4, 16.0, 280.3)
+    client = {"requests_per_s": 640.26, "latency_ms": {"p50": 9.5, "p99": 31.25}, "failed": 0,
+              "server": {"mean_batch_size": 3.8, "padding_efficiency": 0.9512}}  # fmt: skip
+    rows = [
+        FrontendRow("2 frontends + engine", 2, "separate", "closed", 64, None, client,
+                    CpuUse(server_cores=1.5)),
+        FrontendRow("2 frontends + engine", 2, "separate", "open", None, 500.0, client,
+                    batch_vs_one_process=0.95),
+    ]  # fmt: skip
+    report.frontends = FrontendsCase("v2-binary", 64, 500.0, "0.8 x the first row", rows)
+    lines = suite_markdown(report).splitlines()
+    start = lines.index("## Frontends feeding one engine (v2-binary)")
+    assert lines[start + 2] == (
+        "Closed loop at 64 clients; open loop at **500 req/s** offered to every process model "
+        "(0.8 x the first row)."
+    )
+    assert lines[start + 4 : start + 8] == [
+        "| process model | load | req/s | p50 ms | p99 ms | failed | mean batch | pad. eff. | "
+        "server CPU | batch / one process |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| 2 frontends + engine | closed, c=64 | 640.3 | 9.50 | 31.25 | 0 | 3.80 | 0.951 | "
+        "1.50 | - |",
+        "| 2 frontends + engine | open, 500 req/s | 640.3 | 9.50 | 31.25 | 0 | 3.80 | 0.951 | "
+        "- | 0.95 |",
+    ]
+    where = lines.index("## Where the time goes (service, mean ms per request)")
+    assert start < where
+    handoff = next(line for line in lines[where:] if line.startswith("- Hand-off"))
+    assert "**325 µs of server CPU per request** (341 µs through the hand-off vs 15 µs" in handoff
+    assert "one sequence of 105 x 32 float32 per request, 64 in flight, 3000 requests" in handoff
+    report.breakdown = []  # the hand-off alone still has its section
+    alone = suite_markdown(report).splitlines()
+    where = alone.index("## Where the time goes (service, mean ms per request)")
+    assert alone[where + 2].startswith("- Hand-off")
+    written = json.loads(json.dumps(to_json(report)))
+    assert written["handoff"]["handoff_cpu_us"] == 325.4
+    assert written["frontends"]["rows"][1]["batch_vs_one_process"] == 0.95
 
 
 def test_write_results_writes_the_json_and_the_markdown(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """``bench.servers``: the command of each server, the model file they serve, and a real server
 process started, measured and stopped; servers run from another source (a fake ``service``
-package), given up on when not ready in time."""
+package), their CPU counted with their child processes', given up on when not ready in time."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,26 @@ import os, pathlib, time
 pathlib.Path("pid").write_text(str(os.getpid()))
 time.sleep(600)
 """
+
+WITH_A_BUSY_CHILD = (
+    FAKE_SERVICE.split("signal.signal")[0]
+    + """
+import subprocess
+
+BUSY = "import time\\nwhile time.process_time() < 0.5: pass\\ntime.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", BUSY])
+
+
+def stop(*_):
+    child.kill()
+    child.wait()
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, stop)
+http.server.HTTPServer(("127.0.0.1", args.port), Ready).serve_forever()
+"""
+)
 
 
 def fake_source(root: Path, main: str) -> Path:
@@ -112,6 +133,16 @@ def test_running_server_runs_from_its_source_and_keeps_the_end_of_its_log(
     assert server.process.returncode == 0 and not log_file.exists()
     assert server.log_tail().endswith("fake service stopping\n")
     assert server.log_tail(9) == "stopping\n"
+
+
+@pytest.mark.slow
+def test_the_cpu_of_a_server_counts_the_processes_under_it(tmp_path: Path) -> None:
+    source = fake_source(tmp_path / "checkout", WITH_A_BUSY_CHILD)
+    with running_server("service", tmp_path, source=source) as server:
+        deadline = time.monotonic() + 30
+        while (server.cpu_s() or 0.0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the child's CPU, bounded by the deadline
+        assert (server.cpu_s() or 0.0) >= 0.5  # the server itself only waits for requests
 
 
 @pytest.mark.slow
