@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -34,11 +36,14 @@ from service.handoff.messages import (
     decode,
     encode,
 )
+from service.handoff.outbox import Outbox
 from service.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 SequenceFutures = list[asyncio.Future[dict[str, Any]]]
+Outcome = list[dict[str, Any]] | ServiceError | None
+"""How a request ended: its sequences' results, its error, or None (cancelled)."""
 
 
 class EngineServer:
@@ -59,16 +64,18 @@ class EngineServer:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 1000)  # replies still queued get a second to leave
         self._socket.bind(address)
-        self._requests: dict[tuple[bytes, int], SequenceFutures] = {}
+        self._requests: dict[tuple[bytes, int], _Request] = {}
         self._peer_timeout_s = peer_timeout_s
         self._last_seen: dict[bytes, float] = {}
-        self._answers: set[asyncio.Task[None]] = set()
+        self._outboxes: dict[bytes, Outbox] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.draining = False
 
     @property
     def in_flight(self) -> int:
         """Requests accepted and not yet answered."""
-        return len(self._answers)
+        return len(self._requests)
 
     async def serve(self) -> None:
         """Receive and dispatch messages until cancelled."""
@@ -79,11 +86,12 @@ class EngineServer:
                 peer = identity.bytes
                 self._last_seen[peer] = time.monotonic()
                 try:
-                    message = decode(frames)
+                    messages = decode(frames)
                 except FrameError as error:  # a bug or a peer of another version: not fatal
                     log.error("dropped a malformed hand-off message: %s", error)
                     continue
-                self._dispatch(peer, message)
+                for message in messages:
+                    self._dispatch(peer, message)
         finally:
             sweeping.cancel()
 
@@ -96,12 +104,12 @@ class EngineServer:
             silent_since = time.monotonic() - self._peer_timeout_s
             for peer in [p for p, seen in self._last_seen.items() if seen < silent_since]:
                 del self._last_seen[peer]
+                self._outboxes.pop(peer, None)
                 dropped = [key for key in self._requests if key[0] == peer]
                 if dropped:
                     log.warning("a frontend went silent: dropping its %d requests", len(dropped))
                 for key in dropped:
-                    for future in self._requests.get(key, ()):
-                        future.cancel()
+                    self._requests[key].cancel()
 
     def _dispatch(self, peer: bytes, message: Message) -> None:
         match message:
@@ -109,8 +117,9 @@ class EngineServer:
                 self._submit(peer, message)
             case Cancel():
                 for request_id in message.ids:
-                    for future in self._requests.get((peer, request_id), ()):
-                        future.cancel()  # not yet run: the batcher drops it
+                    request = self._requests.get((peer, request_id))
+                    if request is not None:
+                        request.cancel()  # sequences not yet run: the batcher drops them
             case Ping():
                 self._send(peer, self.pong())
             case Describe():
@@ -160,50 +169,80 @@ class EngineServer:
             self._send(peer, Failure.of(message.id, error))
             return
         key = (peer, message.id)
-        self._requests[key] = futures
-        answer = asyncio.get_running_loop().create_task(self._answer(peer, message.id, futures))
-        self._answers.add(answer)
-        answer.add_done_callback(self._answers.discard)
+        self._requests[key] = _Request(futures, functools.partial(self._answer, peer, message.id))
+        self._idle.clear()
 
-    async def _answer(self, peer: bytes, request_id: int, futures: SequenceFutures) -> None:
-        try:
-            results = await asyncio.gather(*futures)
-        except asyncio.CancelledError:
-            if any(f.cancelled() for f in futures) and not _being_cancelled():
-                return  # the frontend cancelled it: nobody waits for an answer
-            raise
-        except ServiceError as error:
-            self._send(peer, Failure.of(request_id, error))
-        except Exception:
-            log.exception("a request failed in the engine")
-            self._send(peer, Failure.of(request_id, BatchFailed("inference failed")))
-        else:
-            self._send(peer, Result(request_id, list(results)))
-        finally:
-            self._requests.pop((peer, request_id), None)
-            for future in futures:  # one sequence failed: the others need not run
-                future.cancel()
+    def _answer(self, peer: bytes, request_id: int, outcome: Outcome) -> None:
+        """Request ``request_id`` of ``peer`` has ended: its results or its error go out (None:
+        it was cancelled, nobody waits for an answer)."""
+        self._requests.pop((peer, request_id), None)
+        if not self._requests:
+            self._idle.set()
+        if isinstance(outcome, ServiceError):
+            self._send(peer, Failure.of(request_id, outcome))
+        elif outcome is not None:
+            self._send(peer, Result(request_id, outcome))
 
     def _send(self, peer: bytes, message: Message) -> None:
+        outbox = self._outboxes.get(peer)
+        if outbox is None:
+            outbox = self._outboxes[peer] = Outbox(functools.partial(self._send_now, peer))
+        outbox.put(message)
+
+    def _send_now(self, peer: bytes, messages: list[Message]) -> None:
         sent = asyncio.ensure_future(
-            self._socket.send_multipart([peer, *encode(message)], copy=False)
+            self._socket.send_multipart([peer, *encode(messages)], copy=False)
         )
         sent.add_done_callback(_log_send_error)
 
     async def drain(self, timeout_s: float) -> None:
         """Refuse new requests (503) and wait, up to ``timeout_s``, for those accepted."""
         self.draining = True
-        if self._answers:
-            await asyncio.wait(set(self._answers), timeout=timeout_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
 
     def close(self) -> None:
         self._socket.close()
         self._context.term()
 
 
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+class _Request:
+    """A submitted request's sequences in the batcher; ``done(outcome)`` is called once: with
+    every result when the last sequence has one, with the error when one fails (the others are
+    cancelled: they need not run), or with None when it is cancelled (no future is waited on,
+    no task made: a request costs the engine two callbacks)."""
+
+    def __init__(self, futures: SequenceFutures, done: Callable[[Outcome], None]) -> None:
+        self.futures = futures
+        self._done = done
+        self._remaining = len(futures)
+        self._finished = False
+        for future in futures:
+            future.add_done_callback(self._sequence_done)
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+    def _sequence_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
+        if self._finished:
+            return
+        if future.cancelled():
+            self._finish(None)
+        elif (error := future.exception()) is not None:
+            if not isinstance(error, ServiceError):
+                log.error("a request failed in the engine: %r", error)
+                error = BatchFailed("inference failed")
+            self._finish(error)
+        else:
+            self._remaining -= 1
+            if self._remaining == 0:
+                self._finish([f.result() for f in self.futures])
+
+    def _finish(self, outcome: Outcome) -> None:
+        self._finished = True
+        self.cancel()  # one sequence failed or was cancelled: the others need not run
+        self._done(outcome)
 
 
 def _log_send_error(sent: asyncio.Future[Any]) -> None:

@@ -122,8 +122,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry, engines = await load()
-        if not any(m.ready for m in registry.all()):
+        # Models that loaded can serve; with engines, "loaded" is what they described: an
+        # engine restarting just now makes this frontend answer 503 for a moment, not fail.
+        loaded = [m for m in registry.all() if (m.runtime is not None if engines else m.ready)]
+        if not loaded:
             await registry.close(0)
+            for engine in engines:
+                await engine.close()
             errors = "; ".join(f"{m.name}/{m.version}: {m.error}" for m in registry.all())
             raise RuntimeError(
                 f"no model can serve from {settings.model_repository}: {errors or 'none found'}"

@@ -32,6 +32,7 @@ from service.handoff.messages import (
     Describe,
     Description,
     Failure,
+    Message,
     ModelStatus,
     Ping,
     Pong,
@@ -40,6 +41,7 @@ from service.handoff.messages import (
     decode,
     encode,
 )
+from service.handoff.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class EngineClient:
     _description: asyncio.Future[Description] | None = None
     _answered: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _sequences_pending: int = 0
 
     def __post_init__(self) -> None:
         self._context = zmq.asyncio.Context()
@@ -82,6 +85,7 @@ class EngineClient:
             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
         )
         self._retry_after = {"Retry-After": str(self.retry_after_s)}
+        self._outbox = Outbox(self._send_now)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, wait_s: float) -> Description:
@@ -128,7 +132,7 @@ class EngineClient:
 
     def load(self) -> int:
         """Sequences this frontend has waiting on the engine (a proxy for how busy it is)."""
-        return sum(len(p.futures) for p in self._pending.values())
+        return self._sequences_pending
 
     # -- requests -------------------------------------------------------------------------------
     def submit(
@@ -158,47 +162,74 @@ class EngineClient:
         )
         self._send(message)
         self._pending[request_id] = _Pending(futures, (model, version))
+        self._sequences_pending += len(futures)
         for future in futures:
             future.add_done_callback(functools.partial(self._on_done, request_id))
         return futures
 
     def _on_done(self, request_id: int, future: asyncio.Future[SequenceResult]) -> None:
-        if future.cancelled() and self._pending.pop(request_id, None) is not None:
+        if future.cancelled() and self._take(request_id) is not None:
             self._send(Cancel([request_id]))
 
+    def _take(self, request_id: int) -> _Pending | None:
+        """The pending request ``request_id``, no longer pending (None if it was not)."""
+        pending = self._pending.pop(request_id, None)
+        if pending is not None:
+            self._sequences_pending -= len(pending.futures)
+        return pending
+
     def _send(self, message: Submit | Cancel | Ping | Describe) -> None:
-        """Send without waiting: a message for an engine that is not connected fails at once
-        (``IMMEDIATE``) and is dropped; a submit checked ``up`` first, and what was sent to an
+        """Queue ``message``: it leaves with the others of this loop iteration."""
+        self._outbox.put(message)
+
+    def _send_now(self, messages: list[Message]) -> None:
+        """Send without waiting. To an engine that is not connected the send fails at once
+        (``IMMEDIATE``): its submits are failed with 503 (the rest is dropped); what reached an
         engine that goes away is failed when its connection drops."""
-        sent = self._socket.send_multipart(encode(message), copy=False, flags=zmq.NOBLOCK)
-        asyncio.ensure_future(sent).add_done_callback(_dropped)
+        sent = self._socket.send_multipart(encode(messages), copy=False, flags=zmq.NOBLOCK)
+        sent_future = asyncio.ensure_future(sent)
+        sent_future.add_done_callback(functools.partial(self._sent, messages))
+
+    def _sent(self, messages: list[Message], sent: asyncio.Future[Any]) -> None:
+        if sent.cancelled() or sent.exception() is None:
+            return
+        unreachable = Unavailable(
+            f"the engine at {self.address} is not reachable", self._retry_after
+        )
+        for message in messages:
+            if isinstance(message, Submit) and (pending := self._take(message.id)) is not None:
+                self._fail(pending, unreachable)
 
     # -- replies --------------------------------------------------------------------------------
     async def _receive(self) -> None:
         while True:
             frames = await self._socket.recv_multipart(copy=False)
             try:
-                message = decode(frames)
+                messages = decode(frames)
             except FrameError as error:
                 log.error("dropped a malformed reply from %s: %s", self.address, error)
                 continue
-            match message:
-                case Result():
-                    pending = self._pending.pop(message.id, None)
-                    if pending is not None:
-                        for future, result in zip(pending.futures, message.results, strict=True):
-                            if not future.done():
-                                future.set_result(result)
-                case Failure():
-                    pending = self._pending.pop(message.id, None)
-                    if pending is not None:
-                        self._fail(pending, message.error())
-                case Pong():
-                    self._pong(message)
-                case Description():
-                    self._new_incarnation(message.engine)
-                    if self._description is not None and not self._description.done():
-                        self._description.set_result(message)
+            for message in messages:
+                self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        match message:
+            case Result():
+                pending = self._take(message.id)
+                if pending is not None:
+                    for future, result in zip(pending.futures, message.results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+            case Failure():
+                pending = self._take(message.id)
+                if pending is not None:
+                    self._fail(pending, message.error())
+            case Pong():
+                self._pong(message)
+            case Description():
+                self._new_incarnation(message.engine)
+                if self._description is not None and not self._description.done():
+                    self._description.set_result(message)
 
     def _pong(self, pong: Pong) -> None:
         self._new_incarnation(pong.engine)
@@ -243,6 +274,7 @@ class EngineClient:
 
     def _fail_pending(self, error: ServiceError) -> None:
         pending, self._pending = self._pending, {}
+        self._sequences_pending = 0
         for request in pending.values():
             self._fail(request, error)
 
@@ -322,10 +354,3 @@ class RemoteBatcher:
 
     async def close(self, drain_timeout_s: float) -> None:
         """The engines are closed by whoever owns them (one client serves every model)."""
-
-
-def _dropped(sent: asyncio.Future[Any]) -> None:
-    """Retrieve a failed send's error (``zmq.Again``: no engine connected), so that asyncio does
-    not log it as never retrieved."""
-    if not sent.cancelled():
-        sent.exception()

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from service.errors import ServiceError
-from service.handoff.frames import FrameError, pack, unpack
+from service.handoff.frames import FrameError, Header, pack, unpack
 
 Frames = list[Any]
 
@@ -124,8 +124,18 @@ def _all_error_types() -> dict[str, type[ServiceError]]:
 _ERROR_TYPES = _all_error_types()
 
 
-def encode(message: Message) -> Frames:
-    """The frames of ``message`` (for ``send_multipart(copy=False)``)."""
+def encode(messages: Sequence[Message]) -> Frames:
+    """The frames of one ZeroMQ message carrying ``messages`` (for
+    ``send_multipart(copy=False)``)."""
+    return pack([_part(message) for message in messages])
+
+
+def decode(frames: Sequence[zmq.Frame | bytes]) -> list[Message]:
+    """The messages in ``frames`` (arrays are read-only views of the frames' memory)."""
+    return [_message(header, arrays) for header, arrays in unpack(frames)]
+
+
+def _part(message: Message) -> tuple[Header, list[np.ndarray]]:
     match message:
         case Submit():
             arrays: list[np.ndarray] = []
@@ -146,17 +156,17 @@ def encode(message: Message) -> Frames:
                 "outputs": message.outputs,
                 "states": state_names,
             }
-            return pack(header, arrays)
+            return header, arrays
         case Result():
             names = [list(result) for result in message.results]
             values = [array for result in message.results for array in result.values()]
-            return pack({"op": "result", "id": message.id, "outputs": names}, values)
+            return {"op": "result", "id": message.id, "outputs": names}, values
         case Cancel():
-            return pack({"op": "cancel", "ids": message.ids}, [])
+            return {"op": "cancel", "ids": message.ids}, []
         case Ping():
-            return pack({"op": "ping"}, [])
+            return {"op": "ping"}, []
         case Describe():
-            return pack({"op": "describe"}, [])
+            return {"op": "describe"}, []
         case Failure():
             header = {
                 "op": "failure",
@@ -165,7 +175,7 @@ def encode(message: Message) -> Frames:
                 "message": message.message,
                 "headers": message.headers,
             }
-            return pack(header, [])
+            return header, []
         case Pong():
             models = [[m.name, m.version, m.ready, m.queue_depth] for m in message.models]
             header = {
@@ -174,17 +184,13 @@ def encode(message: Message) -> Frames:
                 "models": models,
                 "draining": message.draining,
             }
-            return pack(header, [])
+            return header, []
         case Description():
-            return pack(
-                {"op": "description", "engine": message.engine, "models": message.models}, []
-            )
+            return {"op": "description", "engine": message.engine, "models": message.models}, []
     raise TypeError(f"not a hand-off message: {message!r}")
 
 
-def decode(frames: Sequence[zmq.Frame | bytes]) -> Message:
-    """The message in ``frames`` (arrays are read-only views of the frames' memory)."""
-    header, arrays = unpack(frames)
+def _message(header: Header, arrays: list[np.ndarray]) -> Message:
     op = header.get("op")
     try:
         if op == "submit":

@@ -157,13 +157,17 @@ def test_an_engine_whose_batch_hangs_exits_and_is_restarted(
     wide_repository: Path, tmp_path: Path
 ) -> None:
     # Every real batch of 500 steps outlives 1 ms: to the engine, its runtime hung.
-    server = Server(wide_repository, "--workers", "2", "--max-batch-run-s", "0.001")
+    metrics_dir, env = metrics_env(tmp_path)
+    flags = ("--workers", "2", "--max-batch-run-s", "0.001")
+    server = Server(wide_repository, *flags, env=env)
     try:
+        _, (engine,) = roles(server, metrics_dir)
         body = {"sequences": [[[0.1] * FEATURES] * 500]}
         url = f"{server.url}/v1/models/{MODEL}/predict"
         hung = httpx.post(url, json=body, timeout=60)
         assert hung.status_code == 500, hung.text
         assert hung.json()["error_type"] == "inference_failed"
+        poll(lambda: roles(server, metrics_dir)[1] not in ([], [engine]), 60, "a new engine")
 
         def serving_again() -> bool:
             return httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
@@ -173,7 +177,8 @@ def test_an_engine_whose_batch_hangs_exits_and_is_restarted(
     finally:
         server.kill()
     assert "engine failed" in log, log
-    assert "exited with status 4" in log, log
+    assert f"(pid {engine}) exited with status 4" in log, log
+    assert server.process.returncode == 0, log
 
 
 def test_sigterm_under_load_drains_the_frontends_then_the_engine_answering_everything(

@@ -140,7 +140,7 @@ async def test_the_queued_work_of_a_frontend_that_went_silent_is_dropped_before_
                 request_id, "tiny_bi", "1", deadline, ["probs"],
                 [np.full((length, FEATURES), 0.1, np.float32)], [None],
             )  # fmt: skip
-            await frontend.send_multipart(encode(submit))
+            await frontend.send_multipart(encode([submit]))
         assert await asyncio.to_thread(runtime.started.acquire, True, 10)  # 2 runs, 7 waits
         batcher = engine.registry.get("tiny_bi").batcher
         assert batcher is not None
@@ -179,6 +179,22 @@ async def test_an_engine_that_stops_makes_the_frontend_answer_503_with_retry_aft
             assert ready.status_code == 503
             assert (await http.get("/v2/health/live")).status_code == 200  # the frontend lives
             gate.set()
+
+
+async def test_a_frontend_starts_while_its_engine_cannot_serve_and_answers_503(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    settings = tiny_settings(model_repository)
+    async with running_engine(settings, tmp_path) as engine:
+        for served in engine.registry.all():  # as between a batcher's death and the restart
+            assert served.batcher is not None
+            served.batcher.failure = RuntimeError("died")
+        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
+        async with app_client(frontend) as http:
+            assert (await http.get("/v2/health/ready")).status_code == 503
+            refused = await http.post("/v1/models/tiny_bi/predict", json={"sequences": [[STEP]]})
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
 
 
 async def test_a_frontend_does_not_start_without_its_engine(

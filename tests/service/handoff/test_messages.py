@@ -22,6 +22,12 @@ from service.handoff.messages import (
 )
 
 
+def only(frames: list[bytes]) -> object:
+    """The one message of ``frames``."""
+    (message,) = decode(frames)
+    return message
+
+
 def as_received(frames: list) -> list[bytes]:
     """What a peer receives: each frame's bytes."""
     return [bytes(memoryview(frame)) for frame in frames]
@@ -34,7 +40,7 @@ def test_a_submit_with_and_without_states_survives_the_wire() -> None:
     sent = Submit(
         41, "tiny_bi", "1", 123.5, ["final_c_0", "probs"], [first, second], [None, states]
     )
-    received = decode(as_received(encode(sent)))
+    received = only(as_received(encode([sent])))
     assert isinstance(received, Submit)
     assert (received.id, received.model, received.version) == (41, "tiny_bi", "1")
     assert received.deadline == 123.5 and received.outputs == ["final_c_0", "probs"]
@@ -47,8 +53,8 @@ def test_a_submit_with_and_without_states_survives_the_wire() -> None:
 
 def test_received_arrays_are_views_of_the_frames_not_copies() -> None:
     sequence = np.arange(12, dtype=np.float32).reshape(4, 3)
-    frames = as_received(encode(Result(1, [{"outputs": sequence}])))
-    received = decode(frames)
+    frames = as_received(encode([Result(1, [{"outputs": sequence}])]))
+    received = only(frames)
     assert isinstance(received, Result)
     array = received.results[0]["outputs"]
     assert not array.flags.writeable and not array.flags.owndata
@@ -58,19 +64,19 @@ def test_received_arrays_are_views_of_the_frames_not_copies() -> None:
 def test_a_non_contiguous_array_is_sent_as_its_values() -> None:
     states = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     column = states[:, 1]  # (dirs, H) of one row of a batch: not contiguous
-    received = decode(as_received(encode(Result(2, [{"final_c_0": column}]))))
+    received = only(as_received(encode([Result(2, [{"final_c_0": column}])])))
     assert isinstance(received, Result)
     np.testing.assert_array_equal(received.results[0]["final_c_0"], column)
 
 
 def test_a_failure_comes_back_as_its_own_error_class() -> None:
     sent = Failure.of(9, Overloaded("queue full", {"Retry-After": "1"}))
-    received = decode(as_received(encode(sent)))
+    received = only(as_received(encode([sent])))
     assert isinstance(received, Failure)
     error = received.error()
     assert isinstance(error, Overloaded) and error.status_code == 429
     assert (error.message, error.headers) == ("queue full", {"Retry-After": "1"})
-    late = decode(as_received(encode(Failure.of(1, DeadlineExceeded("late")))))
+    late = only(as_received(encode([Failure.of(1, DeadlineExceeded("late"))])))
     assert isinstance(late, Failure) and type(late.error()) is DeadlineExceeded
     unknown = Failure(3, "from_a_newer_engine", "?").error()
     assert type(unknown) is ServiceError and unknown.status_code == 500
@@ -86,21 +92,38 @@ def test_a_failure_comes_back_as_its_own_error_class() -> None:
     ],
 )
 def test_control_messages_survive_the_wire(message: object) -> None:
-    assert decode(as_received(encode(message))) == message  # type: ignore[arg-type]
+    assert only(as_received(encode([message]))) == message  # type: ignore[arg-type]
+
+
+def test_several_messages_travel_in_one_and_keep_their_own_arrays() -> None:
+    first = Result(1, [{"probs": np.array([0.5, 0.5], np.float32)}])
+    second = Failure.of(2, Overloaded("full"))
+    third = Result(3, [{"probs": np.array([1.0, 0.0], np.float32)}, {}])
+    frames = as_received(encode([first, second, third]))
+    assert len(frames) == 1 + 2  # one header frame, one frame per array
+    received = decode(frames)
+    assert [type(m) for m in received] == [Result, Failure, Result]
+    assert isinstance(received[2], Result)
+    np.testing.assert_array_equal(received[2].results[0]["probs"], [1.0, 0.0])
+    assert received[2].results[1] == {}
 
 
 def test_frames_that_do_not_match_their_header_are_refused() -> None:
-    header, array = pack({"op": "result", "id": 1, "outputs": [["x"]]}, [np.zeros(4, np.float32)])
+    header, array = pack(
+        [({"op": "result", "id": 1, "outputs": [["x"]]}, [np.zeros(4, np.float32)])]
+    )
     with pytest.raises(FrameError, match="2 frames"):
         unpack([header, bytes(array.data), b"extra"])
     with pytest.raises(FrameError, match="shape"):
         unpack([header, b"\0" * 12])
-    (ping,) = pack({"op": "ping"}, [])
+    (ping,) = pack([({"op": "ping"}, [])])
     with pytest.raises(FrameError, match="unknown message op"):
         decode([ping.replace(b"ping", b"pong!")])
-    bad_dtype = b'{"op":"ping","arrays":[["object",[1]]]}'
+    with pytest.raises(FrameError, match="unreadable"):
+        decode([b"not json"])
+    bad_dtype = b'[{"op":"ping","arrays":[["object",[1]]]}]'
     with pytest.raises(FrameError, match="dtype"):
         unpack([bad_dtype, b"\0" * 8])
-    short = pack({"op": "result", "id": 1, "outputs": [["x", "y"]]}, [np.zeros(1, np.float32)])
+    short = pack([({"op": "result", "id": 1, "outputs": [["x", "y"]]}, [np.zeros(1, np.float32)])])
     with pytest.raises(FrameError, match="malformed result"):
-        decode(as_received(short))
+        only(as_received(short))
