@@ -237,14 +237,25 @@ def frontend_targets(case: FrontendsCase) -> list[Target]:
         ratio = row.batch_vs_one_process
         if row.mode != "open" or row.engine != "separate" or ratio is None:
             continue
+        feeding = f"{row.frontends} frontend{'s' if row.frontends > 1 else ''} feeding one engine"
+        rate = f"{case.offered_rate:.0f} req/s"
         out.append(
             Target(
-                f"mean batch with {row.frontends} frontend{'s' if row.frontends > 1 else ''} "
-                f"feeding one engine within "
-                f"{FRONTEND_BATCH_TOLERANCE:.0%} of one process's at {case.offered_rate:.0f} "
-                "req/s (ratio)",
+                f"mean batch with {feeding} within {FRONTEND_BATCH_TOLERANCE:.0%} of one "
+                f"process's at {rate} (ratio)",
                 ratio,
                 abs(ratio - 1.0) <= FRONTEND_BATCH_TOLERANCE,
+            )
+        )
+        # Larger batches than one process's are not the failure the first target guards
+        # against (they come from an engine with less CPU to spare, on a small machine);
+        # batches split N ways are.
+        out.append(
+            Target(
+                f"mean batch with {feeding} not split among them: at least "
+                f"{1 - FRONTEND_BATCH_TOLERANCE:.0%} of one process's at {rate} (ratio)",
+                ratio,
+                ratio >= 1.0 - FRONTEND_BATCH_TOLERANCE,
             )
         )
     return out

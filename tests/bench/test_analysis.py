@@ -178,8 +178,12 @@ def test_open_loop_batches_are_put_over_one_process_at_the_same_rate() -> None:
     assert [(t.target, t.met) for t in frontend_targets(case)] == [
         ("mean batch with 2 frontends feeding one engine within 10% of one process's at 100 "
          "req/s (ratio)", True),
+        ("mean batch with 2 frontends feeding one engine not split among them: at least 90% "
+         "of one process's at 100 req/s (ratio)", True),
         ("mean batch with 4 frontends feeding one engine within 10% of one process's at 100 "
          "req/s (ratio)", False),
+        ("mean batch with 4 frontends feeding one engine not split among them: at least 90% "
+         "of one process's at 100 req/s (ratio)", True),
     ]  # fmt: skip
 
 
