@@ -11,8 +11,11 @@ Commands (run from the checkout, as modules):
   suite compares the service with (started by ``bench.servers``).
 
 Modules, by job: ``servers`` (the processes a run starts), ``load`` (the load it drives, from
-``loadtest``'s clients), ``ceiling`` (in-process ORT and torch, ``sessions`` opening ORT as the
-service does, ``cpu`` reading ``/proc/stat``), ``analysis`` (ratios, padding, where the time
-goes, targets, the soak's phases), ``records`` (the typed records and their JSON), ``report``
-and ``markdown`` (the results files). Commands import these modules, never each other.
+``loadtest``'s clients), ``ceiling`` (in-process ORT and torch, through
+``contract.sessions.create_session`` as the service opens ORT; ``cpu`` reading ``/proc/stat``),
+``frontends`` (N HTTP frontends feeding one engine, against one process and the per-worker
+model at one offered rate), ``handoff`` (the frontend-to-engine hand-off's CPU per request),
+``analysis`` (ratios, padding, where the time goes, targets, the soak's phases), ``records``
+(the typed records and their JSON), ``report`` and ``markdown`` (the results files). Commands
+import these modules, never each other.
 """
