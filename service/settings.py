@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     """GPUs to run engines on, one engine each (--devices 0,1); frontends send each request to
     the least loaded. Empty = one engine on cuda_device_id (or the CPU)."""
     engine_addresses: list[str] = []
-    """ZeroMQ addresses of running engines to hand requests to, instead of loading the models
-    here (the supervisor sets it for its frontends; or frontends run on their own against
-    engines started with python -m service.engine)."""
+    """ZeroMQ addresses of the engines to hand requests to, instead of loading the models here;
+    the supervisor sets it for the frontends it starts. The engines must run on the same
+    machine: deadlines cross as monotonic-clock times."""
     engine_heartbeat_ms: float = Field(100.0, gt=0)
     """How often a frontend pings each engine for its liveness and queue depths (which the
     frontend's 429 admission before reading a body uses)."""
@@ -174,6 +174,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least "
                 f"max_body_bytes ({self.max_body_bytes}), or the largest body could never be read"
+            )
+        if self.engine_heartbeat_ms / 1000.0 > self.engine_timeout_s / 3:
+            raise ValueError(
+                f"engine_heartbeat_ms ({self.engine_heartbeat_ms:g}) must be at most a third of "
+                f"engine_timeout_s ({self.engine_timeout_s:g} s), or a live engine would look "
+                "down between two pings"
             )
         if self.engine == "in-process" and len(self.devices) > 1:
             raise ValueError("several devices need engine=separate (one engine per device)")

@@ -34,6 +34,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import uvicorn
@@ -49,6 +50,13 @@ from service.settings import Settings
 log = logging.getLogger("service")
 
 RESTART_PAUSE_S = (0.0, 1.0, 2.0, 5.0, 10.0)
+CRASH_LOOP_S = 10.0
+"""An engine that exits within this long of its start counts as a failed start."""
+STOP_GRACE_S = 15.0
+"""After SIGTERM, how much longer than ``drain_timeout_s`` a process may take to exit."""
+ENGINE_STUCK_FACTOR = 3.0
+"""An engine whose loop has not beaten for this many ``engine_timeout_s`` is killed (the
+frontends have answered 503 for it since ``engine_timeout_s``)."""
 """Pause before each successive restart of an engine that keeps failing (then the last)."""
 
 
@@ -71,6 +79,9 @@ class EngineSlot:
     failures: int = 0
     """Consecutive failed starts (for the restart pause)."""
     restart_at: float = 0.0
+    started_at: float = 0.0
+    heartbeat: Synchronized[float] | None = None
+    """The ``time.monotonic()`` of the engine's last beat (0 until it serves)."""
 
 
 @dataclass
@@ -82,6 +93,10 @@ class Supervisor:
     workers: int
     engines: list[EngineSlot] = field(default_factory=list)
     engine_start_timeout_s: float = 600.0
+    drain_timeout_s: float = 30.0
+    engine_stuck_s: float = 6.0
+    """An engine serving whose event loop has not beaten for this long is stuck (a deadlock, a
+    call that never returns while holding the GIL): it is killed and restarted."""
     clean: bool = field(default=True, init=False)
     """After ``run``: every process exited 0 (drained, answering all it had accepted)."""
 
@@ -108,8 +123,12 @@ class Supervisor:
     def _start_engine(self, slot: EngineSlot, wake: socket.socket, wait: bool) -> bool:
         """Start ``slot``'s engine; with ``wait``, until it serves (False: it exited first)."""
         receive, send = self._context.Pipe(duplex=False)
+        slot.heartbeat = self._context.Value("d", 0.0, lock=False)
+        slot.started_at = time.monotonic()
         slot.process = self._context.Process(
-            target=run_engine, args=(slot.address, slot.device, send), name="engine"
+            target=run_engine,
+            args=(slot.address, slot.device, send, slot.heartbeat),
+            name="engine",
         )
         slot.process.start()
         send.close()
@@ -164,6 +183,7 @@ class Supervisor:
                 return STARTUP_FAILURE
         for _ in range(self.workers):
             frontends.append(self._start_frontend(sock))
+        first = {p.pid for p in frontends}
         log.info(
             "started %d frontends and %d engines",
             len(frontends),
@@ -180,7 +200,9 @@ class Supervisor:
                     continue
                 frontend.join()
                 _forget(frontend)
-                if frontend.exitcode == STARTUP_FAILURE:
+                if frontend.exitcode == STARTUP_FAILURE and frontend.pid in first:
+                    # One of the first frontends: the next would fail alike (a configuration
+                    # error). A replacement may only have met an engine that was restarting.
                     log.error("frontend %d failed to start; stopping", frontend.pid)
                     return STARTUP_FAILURE
                 log.error(
@@ -199,11 +221,16 @@ class Supervisor:
         process = slot.process
         if process is not None:
             if process.is_alive():
+                self._kill_if_stuck(slot, process)
                 return
             process.join()
             _forget(process)
             slot.process = None
-            slot.failures = slot.failures + 1 if process.exitcode == STARTUP_FAILURE else 0
+            # A start that failed, or a crash soon after one, grows the pause: a crash loop
+            # must not spin.
+            short_lived = time.monotonic() - slot.started_at < CRASH_LOOP_S
+            failed = process.exitcode == STARTUP_FAILURE or short_lived
+            slot.failures = slot.failures + 1 if failed else 0
             pause = RESTART_PAUSE_S[min(slot.failures, len(RESTART_PAUSE_S) - 1)]
             slot.restart_at = time.monotonic() + pause
             log.error(
@@ -215,6 +242,21 @@ class Supervisor:
             )
         if time.monotonic() >= slot.restart_at:
             self._start_engine(slot, wake, wait=False)
+
+    def _kill_if_stuck(self, slot: EngineSlot, process: SpawnProcess) -> None:
+        """Kill an engine whose loop stopped beating, or that has not served within
+        ``engine_start_timeout_s`` of its start; its sentinel wakes the loop, which restarts
+        it."""
+        now = time.monotonic()
+        last = slot.heartbeat.value if slot.heartbeat is not None else 0.0
+        if last and now - last > self.engine_stuck_s:
+            why = f"stopped beating {now - last:.1f} s ago: stuck"
+        elif not last and now - slot.started_at > self.engine_start_timeout_s:
+            why = f"has not served {now - slot.started_at:.0f} s after its start"
+        else:
+            return
+        log.error("engine %s (pid %s) %s; killing it", slot.address, process.pid, why)
+        process.kill()
 
     def _next_restart(self) -> float:
         waiting = [s.restart_at for s in self.engines if s.process is None]
@@ -255,7 +297,16 @@ class Supervisor:
             if process.is_alive():
                 process.terminate()  # SIGTERM: it drains
         passed_on = len(self._signals)
+        # A process still there well past its drain (a thread stuck in ORT that interpreter
+        # shut-down would wait for) is killed: a stop must end.
+        kill_at = time.monotonic() + self.drain_timeout_s + STOP_GRACE_S
         while alive := [p for p in processes if p.is_alive()]:
+            if time.monotonic() > kill_at:
+                for process in alive:
+                    log.error("pid %s did not stop %g s after SIGTERM; killing it", process.pid,
+                              self.drain_timeout_s + STOP_GRACE_S)  # fmt: skip
+                    process.kill()
+                kill_at = float("inf")
             if hurry and len(self._signals) > max(passed_on, 1):  # a second Ctrl-C or SIGTERM
                 for process in alive:
                     if process.pid is not None:
@@ -274,7 +325,14 @@ def run_supervised(config: uvicorn.Config, settings: Settings, run_dir: Path) ->
     engines = Supervisor.engine_slots(settings, run_dir) if settings.separate_engine else []
     if engines:  # the frontends (spawned, settings from the environment) connect to them
         os.environ["LSTM_SERVING_ENGINE_ADDRESSES"] = json.dumps([e.address for e in engines])
-    supervisor = Supervisor(config, settings.workers, engines, settings.engine_start_timeout_s)
+    supervisor = Supervisor(
+        config,
+        settings.workers,
+        engines,
+        settings.engine_start_timeout_s,
+        drain_timeout_s=settings.drain_timeout_s,
+        engine_stuck_s=ENGINE_STUCK_FACTOR * settings.engine_timeout_s,
+    )
     status = supervisor.run()
     if status:
         return status

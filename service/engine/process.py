@@ -14,8 +14,10 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 
 import zmq
 
@@ -39,9 +41,15 @@ FAILED_FLUSH_S = 1.0
 """After a failure, how long the failed requests' answers get to reach the frontends."""
 
 
-async def serve_engine(settings: Settings, address: str, announce: Callable[[str], None]) -> int:
+async def serve_engine(
+    settings: Settings,
+    address: str,
+    announce: Callable[[str], None],
+    beat: Callable[[], None] = lambda: None,
+) -> int:
     """Load, serve at ``address`` until SIGTERM or a failure, drain; the exit status.
-    ``announce(incarnation)`` is called once the engine answers."""
+    ``announce(incarnation)`` is called once the engine answers, ``beat()`` every
+    ``HEALTH_CHECK_S`` from then on, by the event loop: beats that stop mean it is stuck."""
     metrics = ServiceMetrics()
     registry = await load_registry(settings, metrics)
     if not any(m.ready for m in registry.all()):
@@ -64,7 +72,7 @@ async def serve_engine(settings: Settings, address: str, announce: Callable[[str
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     serving = loop.create_task(server.serve())
-    failed = loop.create_task(_failure(registry))
+    failed = loop.create_task(_failure(registry, beat))
     stopping = loop.create_task(stop.wait())
     log.info(
         "engine ready",
@@ -95,18 +103,26 @@ async def serve_engine(settings: Settings, address: str, announce: Callable[[str
     return status
 
 
-async def _failure(registry: ModelRegistry) -> str:
-    """Returns, naming it, once a model that was serving has failed (its batcher died or hung)."""
+async def _failure(registry: ModelRegistry, beat: Callable[[], None]) -> str:
+    """Returns, naming it, once a model that was serving has failed (its batcher died or hung);
+    meanwhile ``beat()`` says the loop runs."""
     while True:
+        beat()
         for served in registry.all():
             if served.batcher is not None and served.batcher.failure is not None:
                 return f"{served.name}/{served.version}: {served.batcher.failure}"
         await asyncio.sleep(HEALTH_CHECK_S)
 
 
-def run_engine(address: str, device: int | None, ready: Connection | None) -> None:
+def run_engine(
+    address: str,
+    device: int | None,
+    ready: Connection | None,
+    heartbeat: Synchronized[float] | None = None,
+) -> None:
     """The engine process's entry point (spawned: settings come from the environment); its
-    incarnation is sent on ``ready`` once it serves."""
+    incarnation is sent on ``ready`` once it serves, and ``heartbeat`` (shared memory) holds
+    the ``time.monotonic()`` of its event loop's last beat, for the supervisor."""
     settings = Settings()
     if device is not None:
         settings = settings.model_copy(update={"cuda_device_id": device})
@@ -120,9 +136,14 @@ def run_engine(address: str, device: int | None, ready: Connection | None) -> No
             with contextlib.suppress(OSError):  # a restart: nobody waits on the pipe
                 ready.send(incarnation)
 
-    status = asyncio.run(serve_engine(settings, address, announce))
-    if status == ENGINE_FAILED:
-        # A hung ORT call holds a thread that interpreter shut-down would wait for forever.
+    def beat() -> None:
+        if heartbeat is not None:
+            heartbeat.value = time.monotonic()
+
+    status = asyncio.run(serve_engine(settings, address, announce, beat))
+    if status != 0:
+        # A failed or cut-off engine may have an ORT call still running in a thread, which
+        # interpreter shut-down would wait for, maybe forever.
         logging.shutdown()
         with contextlib.suppress(Exception):
             sys.stderr.flush()

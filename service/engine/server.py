@@ -63,6 +63,9 @@ class EngineServer:
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 1000)  # replies still queued get a second to leave
+        # No high-water mark: a ROUTER drops silently what exceeds it. What is queued is bounded
+        # by admission (max_queue_sequences) anyway.
+        self._socket.setsockopt(zmq.SNDHWM, 0)
         self._socket.bind(address)
         self._requests: dict[tuple[bytes, int], _Request] = {}
         self._peer_timeout_s = peer_timeout_s
@@ -91,7 +94,10 @@ class EngineServer:
                     log.error("dropped a malformed hand-off message: %s", error)
                     continue
                 for message in messages:
-                    self._dispatch(peer, message)
+                    try:
+                        self._dispatch(peer, message)
+                    except Exception:  # one bad request must not end the engine
+                        log.exception("a hand-off message could not be handled")
         finally:
             sweeping.cancel()
 
@@ -175,13 +181,13 @@ class EngineServer:
     def _answer(self, peer: bytes, request_id: int, outcome: Outcome) -> None:
         """Request ``request_id`` of ``peer`` has ended: its results or its error go out (None:
         it was cancelled, nobody waits for an answer)."""
-        self._requests.pop((peer, request_id), None)
-        if not self._requests:
-            self._idle.set()
         if isinstance(outcome, ServiceError):
             self._send(peer, Failure.of(request_id, outcome))
         elif outcome is not None:
             self._send(peer, Result(request_id, outcome))
+        self._requests.pop((peer, request_id), None)
+        if not self._requests:
+            self._idle.set()
 
     def _send(self, peer: bytes, message: Message) -> None:
         outbox = self._outboxes.get(peer)
@@ -190,6 +196,9 @@ class EngineServer:
         outbox.put(message)
 
     def _send_now(self, peer: bytes, messages: list[Message]) -> None:
+        if self._socket.closed:  # closed while these waited for the loop: nobody to send to
+            log.warning("%d hand-off replies dropped: the engine's socket is closed", len(messages))
+            return
         sent = asyncio.ensure_future(
             self._socket.send_multipart([peer, *encode(messages)], copy=False)
         )
@@ -200,6 +209,7 @@ class EngineServer:
         self.draining = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
+        await asyncio.sleep(0)  # the last answers' outboxes flush (call_soon) before a close
 
     def close(self) -> None:
         self._socket.close()

@@ -81,6 +81,7 @@ class EngineClient:
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for an engine not connected
+        self._socket.setsockopt(zmq.SNDHWM, 0)  # bounded by admission, never dropped
         self._monitor = self._socket.get_monitor_socket(
             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
         )
@@ -116,9 +117,12 @@ class EngineClient:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._pending:  # nobody will wait for them: the engine need not run them
+            self._send(Cancel(list(self._pending)))
         self._fail_pending(Unavailable("the server is shutting down", self._retry_after))
+        self._outbox.flush()
         self._monitor.close()
-        self._socket.close()
+        self._socket.close(linger=100)
         self._context.term()
 
     @property
@@ -186,6 +190,8 @@ class EngineClient:
         """Send without waiting. To an engine that is not connected the send fails at once
         (``IMMEDIATE``): its submits are failed with 503 (the rest is dropped); what reached an
         engine that goes away is failed when its connection drops."""
+        if self._socket.closed:  # closed meanwhile: what it held has been failed already
+            return
         sent = self._socket.send_multipart(encode(messages), copy=False, flags=zmq.NOBLOCK)
         sent_future = asyncio.ensure_future(sent)
         sent_future.add_done_callback(functools.partial(self._sent, messages))
@@ -232,6 +238,8 @@ class EngineClient:
                     self._description.set_result(message)
 
     def _pong(self, pong: Pong) -> None:
+        if not self._connected:
+            return  # the last pong of an engine that has gone: it must not revive it
         self._new_incarnation(pong.engine)
         self._last_pong = time.monotonic()
         self._answered.set()
@@ -257,6 +265,9 @@ class EngineClient:
                 log.error(
                     "engine %s stopped answering (no pong in %g s)", self.address, self.timeout_s
                 )
+                # Should it come back, it need not compute what nobody waits for any more.
+                if self._pending:
+                    self._send(Cancel(list(self._pending)))
                 self._fail_pending(Unavailable("the engine stopped answering", self._retry_after))
             was_up = self.up
 
@@ -268,6 +279,7 @@ class EngineClient:
                 self._send(Ping())
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self._connected = False
+                self._last_pong = -1e9
                 self.status = {}
                 log.error("engine %s disconnected", self.address)
                 self._fail_pending(Unavailable("the engine went away", self._retry_after))

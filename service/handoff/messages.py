@@ -131,8 +131,14 @@ def encode(messages: Sequence[Message]) -> Frames:
 
 
 def decode(frames: Sequence[zmq.Frame | bytes]) -> list[Message]:
-    """The messages in ``frames`` (arrays are read-only views of the frames' memory)."""
-    return [_message(header, arrays) for header, arrays in unpack(frames)]
+    """The messages in ``frames`` (arrays are read-only views of the frames' memory); a
+    message that does not follow the format, whatever is wrong with it, is a ``FrameError``."""
+    try:
+        return [_message(header, arrays) for header, arrays in unpack(frames)]
+    except FrameError:
+        raise
+    except Exception as error:  # a peer's bug or version must not end the receiving loop
+        raise FrameError(f"malformed message: {error!r}") from error
 
 
 def _part(message: Message) -> tuple[Header, list[np.ndarray]]:

@@ -23,9 +23,11 @@ class Outbox:
 
     def put(self, message: Message) -> None:
         if not self._messages:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._messages.append(message)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is queued now (nothing when nothing is)."""
         messages, self._messages = self._messages, []
-        self._send(messages)
+        if messages:
+            self._send(messages)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from contract.spec import ModelSpec
 from service.handoff.client import EngineClient, RemoteBatcher
@@ -31,8 +32,15 @@ async def connect_engines(settings: Settings) -> tuple[ModelRegistry, list[Engin
         await asyncio.gather(*(e.close() for e in engines), return_exceptions=True)
         raise
     registry = ModelRegistry()
-    # Every engine loads the same repository; the first one's description names the models.
-    for model in descriptions[0].models:
+    # Every engine loads the same repository; a model is described by the first engine that
+    # loaded it (one that failed on one GPU may have loaded on another).
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for description in descriptions:
+        for model in description.models:
+            key = (str(model["name"]), str(model["version"]))
+            if key not in models or (models[key]["spec"] is None and model["spec"] is not None):
+                models[key] = model
+    for model in models.values():
         served = ServedModel(str(model["name"]), str(model["version"]), error=model["error"])
         if model["spec"] is not None:
             served.runtime = RemoteRuntime(

@@ -16,3 +16,17 @@ def test_the_arena_is_a_flag_and_reaches_worker_processes(monkeypatch: pytest.Mo
     for name, value in settings_to_env(off).items():
         monkeypatch.setenv(name, value)
     assert Settings().ort_cpu_mem_arena is False  # what a worker process rebuilds
+
+
+def test_the_process_model_settings_refuse_what_cannot_work() -> None:
+    assert not Settings().separate_engine  # one worker, one device: one process
+    assert Settings(workers=2).separate_engine
+    assert Settings(devices=[0, 1]).separate_engine
+    assert Settings(engine="separate").separate_engine
+    assert not Settings(engine="in-process", workers=4).separate_engine
+    with pytest.raises(ValueError, match="engine_heartbeat_ms"):
+        Settings(engine_heartbeat_ms=1000, engine_timeout_s=2)
+    with pytest.raises(ValueError, match="one engine per device"):
+        Settings(engine="in-process", devices=[0, 1])
+    with pytest.raises(ValueError, match="twice"):
+        Settings(devices=[1, 1])

@@ -233,3 +233,28 @@ def engine_sequences(metrics_dir: Path, pid: int) -> float:
         for sample in family.samples
         if sample.name == "lstm_batch_size_sum" and sample.labels.get("model") == "tiny_uni"
     )
+
+
+def test_a_stuck_engine_is_killed_and_restarted(wide_repository: Path, tmp_path: Path) -> None:
+    # SIGSTOP: the engine's process lives but its event loop no longer runs (as in a deadlock).
+    metrics_dir, env = metrics_env(tmp_path)
+    flags = ("--workers", "2", "--engine-timeout-s", "0.5")
+    server = Server(wide_repository, *flags, env=env)
+    try:
+        _, (engine,) = roles(server, metrics_dir)
+        os.kill(engine, signal.SIGSTOP)
+        url = f"{server.url}/v1/models/{MODEL}/predict"
+        body = {"sequences": [[[0.1] * FEATURES] * 3]}
+
+        def refused() -> bool:  # the frontends stop sending to it after engine_timeout_s
+            answer = httpx.post(url, json=body, timeout=30)
+            return answer.status_code == 503 and answer.headers.get("Retry-After") == "1"
+
+        poll(refused, 30, "503 while the engine is stuck")
+        poll(lambda: roles(server, metrics_dir)[1] not in ([], [engine]), 60, "a new engine")
+        poll(lambda: httpx.post(url, json=body, timeout=30).status_code == 200, 60, "answers")
+        log = server.stop(DRAIN_WAIT_S)
+    finally:
+        server.kill()
+    assert f"(pid {engine}) stopped beating" in log, log
+    assert server.process.returncode == 0, log

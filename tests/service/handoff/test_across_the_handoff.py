@@ -156,6 +156,24 @@ async def test_the_queued_work_of_a_frontend_that_went_silent_is_dropped_before_
     assert runtime.batches == [[2]], "the dead frontend's queued sequence ran"
 
 
+async def test_a_malformed_message_is_dropped_and_the_engine_serves_on(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    settings = tiny_settings(model_repository)
+    async with running_engine(settings, tmp_path) as engine:
+        context = zmq.asyncio.Context()
+        peer = context.socket(zmq.DEALER)  # a peer of another version, or a bug
+        peer.connect(engine.address)
+        await peer.send_multipart([b'[{"op":"submit","arrays":[["<f4",[3]]]}]', b"12345"])
+        await peer.send_multipart([b"not json at all"])
+        peer.close(linger=1000)
+        context.term()
+        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
+        async with app_client(frontend) as http:
+            answer = await http.post("/v1/models/tiny_bi/predict", json={"sequences": [[STEP]]})
+            assert answer.status_code == 200, answer.text
+
+
 async def test_an_engine_that_stops_makes_the_frontend_answer_503_with_retry_after(
     model_repository: Path, tmp_path: Path
 ) -> None:
