@@ -330,8 +330,10 @@ class RemoteBatcher:
         return engine.status[(self.name, self.version)].queue_depth
 
     def check_admission(self, sequences: int = 1) -> None:
-        """503 when no engine can run the model, 429 when every one that can is full (as last
-        reported; the engine's own admission decides at submission)."""
+        """503 when no engine can run the model; 429 when every one that can reported a full
+        queue. Only full: the depth is as of the last pong, and a stale figure must not refuse
+        what the engine would take (``sequences`` is for the engine's own admission, which
+        decides to the sequence at submission)."""
         ready = self._ready
         if not ready:
             reason = "restarting" if any(e.incarnation for e in self.engines) else "starting"
@@ -341,7 +343,7 @@ class RemoteBatcher:
                 f"model {self.name} is unavailable: its engine is {reason}",
                 {"Retry-After": str(self.engines[0].retry_after_s)},
             )
-        if all(self._depth(e) + sequences > self._max_queue for e in ready):
+        if all(self._depth(e) >= self._max_queue for e in ready):
             depth = min(self._depth(e) for e in ready)
             raise Overloaded(
                 f"model {self.name} has {depth} sequences waiting (limit {self._max_queue}); "

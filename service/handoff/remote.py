@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from contract.spec import ModelSpec
 from service.handoff.client import EngineClient, RemoteBatcher
+from service.handoff.messages import Description
 from service.registry import ModelRegistry, RemoteRuntime, ServedModel
 from service.settings import Settings
 
@@ -32,15 +34,7 @@ async def connect_engines(settings: Settings) -> tuple[ModelRegistry, list[Engin
         await asyncio.gather(*(e.close() for e in engines), return_exceptions=True)
         raise
     registry = ModelRegistry()
-    # Every engine loads the same repository; a model is described by the first engine that
-    # loaded it (one that failed on one GPU may have loaded on another).
-    models: dict[tuple[str, str], dict[str, Any]] = {}
-    for description in descriptions:
-        for model in description.models:
-            key = (str(model["name"]), str(model["version"]))
-            if key not in models or (models[key]["spec"] is None and model["spec"] is not None):
-                models[key] = model
-    for model in models.values():
+    for model in described_models(descriptions):
         served = ServedModel(str(model["name"]), str(model["version"]), error=model["error"])
         if model["spec"] is not None:
             served.runtime = RemoteRuntime(
@@ -51,3 +45,16 @@ async def connect_engines(settings: Settings) -> tuple[ModelRegistry, list[Engin
             )
         registry.add(served)
     return registry, engines
+
+
+def described_models(descriptions: Sequence[Description]) -> list[dict[str, Any]]:
+    """Each model version the engines describe, once: as the first engine that loaded it
+    describes it (every engine loads the same repository, but a model that failed on one GPU
+    may have loaded on another), else as the first describes its failure."""
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for description in descriptions:
+        for model in description.models:
+            key = (str(model["name"]), str(model["version"]))
+            if key not in models or (models[key]["spec"] is None and model["spec"] is not None):
+                models[key] = model
+    return list(models.values())

@@ -12,7 +12,8 @@ import pytest
 
 from service.errors import Overloaded, Unavailable
 from service.handoff.client import EngineClient, RemoteBatcher
-from service.handoff.messages import ModelStatus
+from service.handoff.messages import Description, ModelStatus
+from service.handoff.remote import described_models
 
 MODEL = ("m", "1")
 
@@ -56,14 +57,18 @@ def test_no_ready_engine_is_503_with_retry_after(engines: list[RecordingClient])
     assert refused.value.headers == {"Retry-After": "1"}
 
 
-def test_429_only_when_every_ready_engine_is_full(engines: list[RecordingClient]) -> None:
+def test_429_only_when_every_ready_engine_reported_a_full_queue(
+    engines: list[RecordingClient],
+) -> None:
     batcher = RemoteBatcher(*MODEL, engines, max_queue=10)
     engines[0].set_state(up=True, depth=10)
     engines[1].set_state(up=True, depth=7)
-    batcher.check_admission(3)  # the second engine has room for 3
-    with pytest.raises(Overloaded, match="7 sequences waiting"):
-        batcher.check_admission(4)
-    assert batcher.queue_depth == 17
+    # The depths are as of the last pong: what might fit is left to the engine to decide.
+    batcher.check_admission(4)
+    engines[1].set_state(up=True, depth=10)
+    with pytest.raises(Overloaded, match="10 sequences waiting"):
+        batcher.check_admission(1)
+    assert batcher.queue_depth == 20
 
 
 def test_each_request_goes_to_the_least_loaded_ready_engine(
@@ -77,3 +82,13 @@ def test_each_request_goes_to_the_least_loaded_ready_engine(
     batcher.submit(sequences(1), [None], frozenset({"probs"}), time.monotonic() + 1)
     assert engines[1].submitted == [2]  # type: ignore[attr-defined]
     assert engines[0].submitted == [1]  # type: ignore[attr-defined]
+
+
+def test_a_model_is_described_by_the_first_engine_that_loaded_it() -> None:
+    failed = {"name": "m", "version": "1", "spec": None, "provider": None, "error": "OOM"}
+    loaded = {"name": "m", "version": "1", "spec": {"x": 1}, "provider": "cuda", "error": None}
+    other = {"name": "n", "version": "2", "spec": None, "provider": None, "error": "bad file"}
+    models = described_models(
+        [Description("gpu0", [failed, other]), Description("gpu1", [loaded, other])]
+    )
+    assert models == [loaded, other]  # one GPU's failure does not hide the other's model
