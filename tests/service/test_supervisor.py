@@ -125,6 +125,8 @@ def test_a_killed_engine_is_restarted_meanwhile_503_and_its_gauges_leave_the_met
     try:
         futures = send_load(server, pool, requests=8)
         poll(lambda: metric(server.metrics(), DEPTH, default=0) > 0, 60, "a queue in the engine")
+        batches = f'lstm_batches_total{{model="{MODEL}",outcome="ok"}}'
+        poll(lambda: metric(server.metrics(), batches, default=0) > 0, 60, "a batch counted")
         _, (engine,) = roles(server, metrics_dir)
         os.kill(engine, signal.SIGKILL)
         results = [future.result() for future in futures]
