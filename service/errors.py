@@ -30,6 +30,14 @@ class ModelNotFound(ServiceError):
     error_type = "model_not_found"
 
 
+class StreamNotFound(ServiceError):
+    """A chunk of a stream (V2 sequence extension) that is not live: it ended, expired, or
+    never started."""
+
+    status_code = 404
+    error_type = "stream_not_found"
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
     error_type = "payload_too_large"
