@@ -88,6 +88,18 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.streams_live = Gauge(
+            "lstm_streams_live",
+            "Streams (V2 sequence_id) whose state the engine holds.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stream_events = Counter(
+            "lstm_stream_events",
+            "Streams started, restarted, ended (sequence_end) and expired (idle).",
+            ["event"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "lstm_model_info",
             "1 for each loaded model version, labelled with the provider its session runs on.",
@@ -112,6 +124,11 @@ class ServiceMetrics:
             MultiProcessCollector(registry, path=directory)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+    def stream_event(self, event: str, live: int) -> None:
+        """A stream started, restarted, ended or expired (``service.engine.streams``)."""
+        self.stream_events.labels(event).inc()
+        self.streams_live.set(live)
 
     def observer(self, model: str, version: str) -> BatchMetricsObserver:
         return BatchMetricsObserver(self, model, version)

@@ -21,6 +21,7 @@ import numpy as np
 
 from contract.spec import ModelSpec
 from service.errors import ModelNotFound, Unavailable
+from service.streaming import StreamChunk
 
 SequenceResult = dict[str, np.ndarray]
 
@@ -47,7 +48,10 @@ class Scheduler(Protocol):
     """Where a model version's validated sequences go: ``DynamicBatcher`` in the process that
     runs the model, ``RemoteBatcher`` in a frontend."""
 
-    failure: BaseException | None
+    @property
+    def failure(self) -> BaseException | None:
+        """Why it stopped for good (its process must be restarted), or None."""
+        ...
 
     @property
     def healthy(self) -> bool: ...
@@ -63,7 +67,11 @@ class Scheduler(Protocol):
         initial_states: Sequence[Mapping[str, np.ndarray] | None],
         output_names: frozenset[str],
         deadline: float,
-    ) -> list[asyncio.Future[SequenceResult]]: ...
+        stream: StreamChunk | None = None,
+    ) -> list[asyncio.Future[SequenceResult]]:
+        """One future per sequence; with ``stream``, the one sequence is that stream's next
+        chunk, run from (and leaving) the state the engine holds for it."""
+        ...
 
     async def close(self, drain_timeout_s: float) -> None: ...
 

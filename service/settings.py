@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     None = auto (CPU 0.85: padding costs compute; CUDA 0.5: one long batch costs little more
     than a short one)."""
 
+    # -- streams --------------------------------------------------------------------------------
+    max_streams: int = Field(10_000, ge=1)
+    """Live streams (V2 sequence_id) an engine holds the LSTM state of; a new stream past it
+    gets 429 with Retry-After. Each holds every layer's (c, h): a few KB."""
+    stream_idle_timeout_s: float = Field(60.0, gt=0)
+    """A stream without a chunk for this long is freed (checked whenever a stream's chunk
+    arrives); its next chunk without sequence_start then gets 404 stream_not_found."""
+
     # -- limits ---------------------------------------------------------------------------------
     max_queue_sequences: int = Field(4096, ge=1)
     """Sequences waiting per model before new requests get 429."""

@@ -16,6 +16,8 @@ from service.engine.batching.batcher import BatchRunner, DynamicBatcher
 from service.engine.batching.formation import BatchPolicy
 from service.engine.runtime.repository import discover
 from service.engine.runtime.session import ModelRuntime
+from service.engine.streaming import StreamingBatcher
+from service.engine.streams import StreamStore
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ServedModel
 from service.settings import Settings
@@ -92,6 +94,12 @@ async def load_registry(
 ) -> ModelRegistry:
     """Load and warm up every model version, then start one batcher each."""
     registry = ModelRegistry()
+    streams = StreamStore(
+        settings.max_streams,
+        settings.stream_idle_timeout_s,
+        retry_after_s=settings.retry_after_s,
+        observer=metrics,
+    )
     for location in discover(settings.model_repository):
         served = ServedModel(location.name, location.version)
         registry.add(served)
@@ -108,7 +116,7 @@ async def load_registry(
         on_gpu = runtime.on_gpu
         slots = settings.resolved_concurrent_batches(on_gpu)
         served.executor = ThreadPoolExecutor(slots, thread_name_prefix=f"ort-{served.name}")
-        served.batcher = DynamicBatcher(
+        batcher = DynamicBatcher(
             runtime,
             served.executor,
             batch_policy(settings, on_gpu),
@@ -120,7 +128,8 @@ async def load_registry(
             observer=metrics.observer(served.name, served.version),
             name=f"{served.name}/{served.version}",
         )
-        served.batcher.start()
+        batcher.start()
+        served.batcher = StreamingBatcher(batcher, runtime.spec, streams)
         metrics.model_info.labels(served.name, served.version, runtime.provider).set(1)
         metrics.model_ready.labels(served.name, served.version).set(1)
     return registry

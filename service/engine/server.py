@@ -169,7 +169,11 @@ class EngineServer:
                     self._retry_after,
                 )
             futures = served.batcher.submit(
-                message.sequences, message.states, frozenset(message.outputs), message.deadline
+                message.sequences,
+                message.states,
+                frozenset(message.outputs),
+                message.deadline,
+                message.stream,
             )
         except ServiceError as error:
             self._send(peer, Failure.of(message.id, error))

@@ -16,6 +16,7 @@ import functools
 import itertools
 import logging
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from service.handoff.messages import (
     encode,
 )
 from service.handoff.outbox import Outbox
+from service.streaming import StreamChunk
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,11 @@ class EngineClient:
         initial_states: Sequence[Mapping[str, np.ndarray] | None],
         output_names: frozenset[str],
         deadline: float,
+        stream: StreamChunk | None = None,
     ) -> list[asyncio.Future[SequenceResult]]:
-        """Send a request's sequences; one future per sequence. Cancelling any of them cancels
-        the request in the engine (its sequences not yet run are dropped)."""
+        """Send a request's sequences (with ``stream``: the one chunk of that stream); one
+        future per sequence. Cancelling any of them cancels the request in the engine (its
+        sequences not yet run are dropped)."""
         if not self.up:
             raise Unavailable(f"the engine at {self.address} is not running", self._retry_after)
         request_id = next(self._ids)
@@ -163,6 +167,7 @@ class EngineClient:
             sorted(output_names),
             list(sequences),
             list(initial_states),
+            stream,
         )
         self._send(message)
         self._pending[request_id] = _Pending(futures, (model, version))
@@ -357,14 +362,29 @@ class RemoteBatcher:
         initial_states: Sequence[Mapping[str, np.ndarray] | None],
         output_names: frozenset[str],
         deadline: float,
+        stream: StreamChunk | None = None,
     ) -> list[asyncio.Future[SequenceResult]]:
         if len(sequences) != len(initial_states):
             raise ValueError(f"{len(sequences)} sequences but {len(initial_states)} states")
         self.check_admission(len(sequences))
-        engine = min(self._ready, key=lambda e: e.load() + self._depth(e))
+        if stream is not None:
+            engine = self._stream_engine(stream)
+        else:
+            engine = min(self._ready, key=lambda e: e.load() + self._depth(e))
         return engine.submit(
-            self.name, self.version, sequences, initial_states, output_names, deadline
+            self.name, self.version, sequences, initial_states, output_names, deadline, stream
         )
+
+    def _stream_engine(self, stream: StreamChunk) -> EngineClient:
+        """The engine that holds ``stream``'s state: the same one for every chunk, from every
+        frontend (a stable hash of its id, not Python's per-process one)."""
+        engine = self.engines[zlib.crc32(stream.sequence_id.encode()) % len(self.engines)]
+        if not engine.ready_for(self.name, self.version):
+            raise Unavailable(
+                f"the engine holding stream {stream.sequence_id} is not running",
+                {"Retry-After": str(engine.retry_after_s)},
+            )
+        return engine
 
     async def close(self, drain_timeout_s: float) -> None:
         """The engines are closed by whoever owns them (one client serves every model)."""

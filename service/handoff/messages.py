@@ -21,6 +21,7 @@ import zmq
 
 from service.errors import ServiceError
 from service.handoff.frames import FrameError, Header, pack, unpack
+from service.streaming import StreamChunk
 
 Frames = list[Any]
 
@@ -37,6 +38,8 @@ class Submit:
     outputs: list[str]
     sequences: list[np.ndarray]
     states: list[Mapping[str, np.ndarray] | None]
+    stream: StreamChunk | None = None
+    """The stream the one sequence is the next chunk of, or None."""
 
 
 @dataclass
@@ -162,6 +165,9 @@ def _part(message: Message) -> tuple[Header, list[np.ndarray]]:
                 "outputs": message.outputs,
                 "states": state_names,
             }
+            if message.stream is not None:
+                chunk = message.stream
+                header["stream"] = [chunk.sequence_id, chunk.start, chunk.end]
             return header, arrays
         case Result():
             names = [list(result) for result in message.results]
@@ -215,6 +221,7 @@ def _message(header: Header, arrays: list[np.ndarray]) -> Message:
                     position += len(names)
             if position != len(arrays):
                 raise FrameError(f"submit carries {len(arrays)} arrays, its header {position}")
+            stream = header.get("stream")
             return Submit(
                 int(header["id"]),
                 str(header["model"]),
@@ -223,6 +230,7 @@ def _message(header: Header, arrays: list[np.ndarray]) -> Message:
                 list(header["outputs"]),
                 sequences,
                 states,
+                StreamChunk(str(stream[0]), bool(stream[1]), bool(stream[2])) if stream else None,
             )
         if op == "result":
             results, position = [], 0

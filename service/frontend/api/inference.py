@@ -17,6 +17,7 @@ from service.errors import ClientClosedRequest, DeadlineExceeded, ServiceError, 
 from service.frontend.api.bodies import read_body
 from service.frontend.api.context import AppContext
 from service.registry import ServedModel
+from service.streaming import StreamChunk
 
 UNKNOWN_MODEL = "_unknown"
 
@@ -87,6 +88,7 @@ async def run_sequences(
     initial_states: Sequence[Mapping[str, np.ndarray] | None],
     output_names: frozenset[str],
     arrived: float,
+    stream: StreamChunk | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Queue the sequences and wait for their results, the deadline or the client leaving.
 
@@ -95,7 +97,7 @@ async def run_sequences(
     """
     assert served.batcher is not None
     deadline = arrived + ctx.settings.request_timeout_s
-    futures = served.batcher.submit(sequences, initial_states, output_names, deadline)
+    futures = served.batcher.submit(sequences, initial_states, output_names, deadline, stream)
     ctx.metrics.sequences.labels(served.name).inc(len(sequences))
     results = asyncio.gather(*futures)
     gone = asyncio.ensure_future(_client_gone(request))

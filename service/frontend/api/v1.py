@@ -138,7 +138,14 @@ async def predict_handler(request: Request, name: str, version: str | None) -> R
             request, ctx, name, version, arrived, decode_predict_request
         )
         results = await run_sequences(
-            request, ctx, served, decoded.sequences, decoded.states, decoded.output_names, arrived
+            request,
+            ctx,
+            served,
+            decoded.sequences,
+            decoded.states,
+            decoded.output_names,
+            arrived,
+            decoded.stream,
         )
         content = {
             "model": served.name,

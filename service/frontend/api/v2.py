@@ -87,7 +87,11 @@ SERVER_NAME = "lstm-serving"
 @router.get("", summary="Server metadata")
 async def server_metadata() -> Response:
     return json_response(
-        {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
+        {
+            "name": SERVER_NAME,
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "sequence"],
+        }
     )
 
 
@@ -178,7 +182,7 @@ async def infer_handler(request: Request, name: str, version: str | None) -> Res
         )
         wanted = frozenset(o.name for o in decoded.outputs)
         results = await run_sequences(
-            request, ctx, served, decoded.sequences, decoded.states, wanted, arrived
+            request, ctx, served, decoded.sequences, decoded.states, wanted, arrived, decoded.stream
         )
         body_out, header_length = await ctx.offload.run(
             decoded.response_bytes,

@@ -42,11 +42,13 @@ from service.frontend.api.validation import (
     check_count,
     check_response_size,
     check_sequence,
+    check_stream,
     decode_json,
     may_hold_booleans,
     numeric_array,
     require_finite,
 )
+from service.streaming import StreamChunk, stream_chunk
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -94,6 +96,8 @@ class InferInput:
     outputs: list[RequestedOutput]
     steps: int
     response_bytes: int
+    stream: StreamChunk | None = None
+    """The stream this request is a chunk of (parameters ``sequence_id``...), or None."""
 
 
 @dataclass
@@ -365,6 +369,15 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
             for b in range(batch):
                 per_sequence[b][name] = array[:, b]
         states = list(per_sequence)
+    params = _parameters(header.get("parameters"), "the request")
+    stream = stream_chunk(
+        params.get("sequence_id"),
+        params.get("sequence_start"),
+        params.get("sequence_end"),
+        "parameters.",
+    )
+    if stream is not None:
+        check_stream(stream, rules, batch, bool(given))
     request_id = header.get("id")
     return InferInput(
         id=str(request_id) if request_id is not None else None,
@@ -373,6 +386,7 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
         outputs=outputs,
         steps=longest,
         response_bytes=response_bytes,
+        stream=stream,
     )
 
 

@@ -22,6 +22,7 @@ import orjson
 
 from contract.spec import ModelSpec, StateInput, batch_axis, is_per_step
 from service.errors import InvalidInput, MalformedRequest, ResponseTooLarge
+from service.streaming import StreamChunk, check_streamable, stream_chunk
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -262,7 +263,14 @@ RETURN_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """What each v1 ``return`` field needs of the model's outputs."""
 DEFAULT_RETURN = ("label", "probabilities")
-_PREDICT_FIELDS = {"sequences", "return", "initial_states"}
+_PREDICT_FIELDS = {
+    "sequences",
+    "return",
+    "initial_states",
+    "sequence_id",
+    "sequence_start",
+    "sequence_end",
+}
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,8 @@ class PredictInput:
     wanted: tuple[str, ...]
     output_names: frozenset[str]
     response_bytes: int
+    stream: StreamChunk | None = None
+    """The stream this request is a chunk of (``sequence_id``), or None."""
 
 
 def wanted_fields(raw: Any) -> tuple[str, ...]:
@@ -334,10 +344,21 @@ def decode_predict_request(body: bytes, rules: RequestRules) -> PredictInput:
         for k, s in enumerate(raw_sequences)
     ]
     states = parse_json_initial_states(raw.get("initial_states"), len(sequences), rules, booleans)
+    stream = stream_chunk(
+        raw.get("sequence_id"), raw.get("sequence_start"), raw.get("sequence_end"), ""
+    )
+    if stream is not None:
+        check_stream(stream, rules, len(sequences), any(s is not None for s in states))
     names = {n for w in wanted for n in RETURN_FIELDS[w]}
     if "final_state" in wanted:
         names |= {s.output for s in rules.states}
-    return PredictInput(sequences, states, wanted, frozenset(names), response_bytes)
+    return PredictInput(sequences, states, wanted, frozenset(names), response_bytes, stream)
+
+
+def check_stream(stream: StreamChunk, rules: RequestRules, sequences: int, states: bool) -> None:
+    """422 unless ``rules``' model can run this chunk (``service.streaming.check_streamable``)."""
+    directions = {s.directions for s in rules.states}
+    check_streamable(stream, rules.model, sequences, directions, states)
 
 
 def _sequence_lists(raw: Any, rules: RequestRules) -> list[list[Any]]:

@@ -15,6 +15,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from service.engine.streaming import StreamingBatcher
 from service.handoff.messages import Submit, encode
 from tests.support.engine import running_engine
 from tests.support.ort_reference import Reference
@@ -205,8 +206,8 @@ async def test_a_frontend_starts_while_its_engine_cannot_serve_and_answers_503(
     settings = tiny_settings(model_repository)
     async with running_engine(settings, tmp_path) as engine:
         for served in engine.registry.all():  # as between a batcher's death and the restart
-            assert served.batcher is not None
-            served.batcher.failure = RuntimeError("died")
+            assert isinstance(served.batcher, StreamingBatcher)
+            served.batcher.batcher.failure = RuntimeError("died")
         frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
         async with app_client(frontend) as http:
             assert (await http.get("/v2/health/ready")).status_code == 503

@@ -26,7 +26,9 @@ class RecordingClient(EngineClient):
         self._last_pong = time.monotonic() if up else -1e9
         self.status = {MODEL: ModelStatus(*MODEL, ready, depth)}
 
-    def submit(self, model, version, sequences, initial_states, output_names, deadline):  # type: ignore[no-untyped-def, override]
+    def submit(
+        self, model, version, sequences, initial_states, output_names, deadline, stream=None
+    ):  # type: ignore[no-untyped-def, override]
         self.submitted.append(len(sequences))
         return []
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 CODECS = ("service.frontend.api.validation", "service.frontend.api.v2_codec")
-ALLOWED = {"service", "service.frontend", "service.frontend.api", "service.errors", *CODECS}
+ALLOWED = {
+    "service",
+    "service.frontend",
+    "service.frontend.api",
+    "service.errors",
+    "service.streaming",
+    *CODECS,
+}
 SERVER_PACKAGES = {"fastapi", "starlette", "pydantic", "onnxruntime", "prometheus_client"}
 
 
