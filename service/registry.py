@@ -12,10 +12,12 @@ serve.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -23,6 +25,10 @@ from contract.spec import ModelSpec
 from service.errors import ModelNotFound, Unavailable
 from service.streaming import StreamChunk
 
+if TYPE_CHECKING:
+    from service.engine.streams import StreamStore
+
+log = logging.getLogger(__name__)
 SequenceResult = dict[str, np.ndarray]
 
 
@@ -100,6 +106,10 @@ class ServedModel:
 @dataclass
 class ModelRegistry:
     models: dict[str, dict[str, ServedModel]] = field(default_factory=dict)
+    streams: StreamStore | None = None
+    """Where the models run: the streams' states (``service.engine.streams``)."""
+    stream_file: Path | None = None
+    """Where ``close`` writes the live streams for the next start to take up (None: dropped)."""
 
     def add(self, served: ServedModel) -> None:
         self.models.setdefault(served.name, {})[served.version] = served
@@ -134,3 +144,7 @@ class ModelRegistry:
         for served in self.all():
             if served.executor is not None:
                 served.executor.shutdown(wait=False, cancel_futures=True)
+        if self.streams is not None and self.stream_file is not None and self.streams.live:
+            saved = self.streams.save(self.stream_file)
+            log.info("kept %d live streams for the next start", saved,
+                     extra={"file": str(self.stream_file)})  # fmt: skip

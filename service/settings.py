@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     """A stream without a chunk for this long is freed (checked whenever a stream's chunk
     arrives); its next chunk without sequence_start then gets 404 stream_not_found."""
 
+    stream_state_dir: Path | None = None
+    """Where an engine writes its live streams' states on a planned stop (SIGTERM), and takes
+    them up again at start, with their idle clocks: a rolling restart keeps the streams.
+    Unset: a restart drops them, and their next chunk gets 404 stream_not_found."""
+
     # -- limits ---------------------------------------------------------------------------------
     max_queue_sequences: int = Field(4096, ge=1)
     """Sequences waiting per model before new requests get 429."""

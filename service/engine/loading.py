@@ -64,6 +64,14 @@ def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
     )
 
 
+def stream_file(settings: Settings) -> Path | None:
+    """Where this engine keeps its live streams across a restart (``stream_state_dir``), one
+    file per device so that the engines of one machine do not share one."""
+    if settings.stream_state_dir is None:
+        return None
+    return settings.stream_state_dir / f"streams-device-{settings.cuda_device_id}.npz"
+
+
 def _load_one(
     served: ServedModel, path: Path, settings: Settings, factory: RuntimeFactory
 ) -> LoadedRuntime:
@@ -93,12 +101,22 @@ async def load_registry(
     settings: Settings, metrics: ServiceMetrics, factory: RuntimeFactory = onnx_runtime_factory
 ) -> ModelRegistry:
     """Load and warm up every model version, then start one batcher each."""
-    registry = ModelRegistry()
     streams = StreamStore(
         settings.max_streams,
         settings.stream_idle_timeout_s,
         retry_after_s=settings.retry_after_s,
         observer=metrics,
+    )
+    registry = ModelRegistry(streams=streams, stream_file=stream_file(settings))
+    if registry.stream_file is not None and registry.stream_file.exists():
+        restored = streams.load(registry.stream_file)
+        log.info("took up %d live streams", restored, extra={"file": str(registry.stream_file)})
+    # With a batcher in every worker a stream's chunks would land on workers that do not hold
+    # its state: streams need the one engine that --engine separate gives.
+    refusal = (
+        "streams need one engine for every worker: run the service with --engine separate"
+        if settings.workers > 1 and not settings.separate_engine
+        else None
     )
     for location in discover(settings.model_repository):
         served = ServedModel(location.name, location.version)
@@ -129,7 +147,7 @@ async def load_registry(
             name=f"{served.name}/{served.version}",
         )
         batcher.start()
-        served.batcher = StreamingBatcher(batcher, runtime.spec, streams)
+        served.batcher = StreamingBatcher(batcher, runtime.spec, streams, refusal)
         metrics.model_info.labels(served.name, served.version, runtime.provider).set(1)
         metrics.model_ready.labels(served.name, served.version).set(1)
     return registry

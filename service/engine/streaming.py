@@ -18,7 +18,7 @@ import numpy as np
 from contract.spec import ModelSpec
 from service.engine.batching.batcher import DynamicBatcher, SequenceResult
 from service.engine.streams import StreamStore
-from service.errors import BatchFailed, ServiceError
+from service.errors import BatchFailed, InvalidInput, ServiceError
 from service.streaming import StreamChunk, check_streamable
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,16 @@ log = logging.getLogger(__name__)
 class StreamingBatcher:
     """``batcher`` for ``spec``, with the chunks of streams kept in ``store``."""
 
-    def __init__(self, batcher: DynamicBatcher, spec: ModelSpec, store: StreamStore) -> None:
+    def __init__(
+        self,
+        batcher: DynamicBatcher,
+        spec: ModelSpec,
+        store: StreamStore,
+        refusal: str | None = None,
+    ) -> None:
         self.batcher = batcher
+        self.refusal = refusal
+        """Why this process cannot take streams (None: it can)."""
         self.spec = spec
         self.store = store
         self._state_outputs = {s.output: s.name for s in spec.state_inputs}
@@ -63,6 +71,8 @@ class StreamingBatcher:
     ) -> list[asyncio.Future[SequenceResult]]:
         if stream is None:
             return self.batcher.submit(sequences, initial_states, output_names, deadline)
+        if self.refusal is not None:
+            raise InvalidInput(self.refusal)
         directions = {s.directions for s in self.spec.state_inputs}
         has_states = any(s is not None for s in initial_states)
         check_streamable(stream, self.spec.name, len(sequences), directions, has_states)

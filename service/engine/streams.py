@@ -22,11 +22,14 @@ Rules (the V2 sequence extension's, as Triton's sequence batcher keeps them):
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -151,6 +154,50 @@ class StreamStore:
         for stream in expired:
             self._end(stream, "expired")
         return len(expired)
+
+    def save(self, path: Path) -> int:
+        """Write every live stream (its key, state, chunks run and idle time) to ``path`` (npz,
+        written beside and renamed: a crash never leaves half a file); how many."""
+        now = self._clock()
+        index, arrays = [], {}
+        for k, stream in enumerate(self._live.values()):
+            state = dict(stream.state or {})
+            index.append(
+                {
+                    "key": list(stream.key),
+                    "idle_s": now - stream.last_used,
+                    "chunks": stream.chunks,
+                    "state": sorted(state),
+                }
+            )
+            arrays.update({f"{k}_{name}": np.asarray(a) for name, a in state.items()})
+        arrays["index"] = np.frombuffer(json.dumps(index).encode(), np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as file:
+            np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
+        os.replace(partial, path)
+        return len(index)
+
+    def load(self, path: Path) -> int:
+        """Take up the streams ``save`` wrote to ``path``, with their idle clocks (those idle
+        past the timeout meanwhile are dropped), then remove the file: it is used once. How
+        many streams are live from it."""
+        now = self._clock()
+        with np.load(path, allow_pickle=False) as data:
+            index = json.loads(bytes(data["index"]))
+            entries = sorted(enumerate(index), key=lambda e: -float(e[1]["idle_s"]))
+            for k, entry in entries:  # least recently used first, as the store keeps them
+                if entry["idle_s"] > self.idle_timeout_s or len(self._live) >= self.max_streams:
+                    continue
+                key: StreamKey = (str(entry["key"][0]), str(entry["key"][1]), str(entry["key"][2]))
+                state = {name: data[f"{k}_{name}"] for name in entry["state"]}
+                self._live[key] = Stream(
+                    key, now - float(entry["idle_s"]), state or None, int(entry["chunks"])
+                )
+        path.unlink()
+        self._observer.stream_event("restored", len(self._live))
+        return len(self._live)
 
     def _end(self, stream: Stream, event: str) -> None:
         stream.ended = True

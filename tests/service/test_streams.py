@@ -4,6 +4,7 @@ the whole sequence answers at once; and each way a chunk can be wrong is a 4xx n
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.support.ort_reference import Reference
-from tests.support.tiny_repository import FEATURES
+from tests.support.service_app import app_client
+from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
 TOL = 1e-5
@@ -135,3 +137,14 @@ async def test_a_chunk_that_cannot_run_is_a_4xx_naming_why(
 
 async def test_the_server_says_it_speaks_the_sequence_extension(client: httpx.AsyncClient) -> None:
     assert "sequence" in (await client.get("/v2")).json()["extensions"]
+
+
+async def test_streams_are_refused_where_every_worker_has_its_own_batcher(
+    model_repository: Path,
+) -> None:
+    settings = tiny_settings(model_repository, workers=2, engine="in-process")
+    async with app_client(settings) as http:
+        body = chunk_body(np.zeros((2, FEATURES), np.float32), 1, start=True, end=False)
+        answer = await http.post("/v2/models/tiny_uni/infer", json=body)
+    assert answer.status_code == 422
+    assert "--engine separate" in answer.json()["error"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -61,3 +62,48 @@ def test_tritonclient_streams_through_two_frontends_equal_the_whole_sequences(
     finally:
         log = server.stop()
     assert log.count("Application startup complete") == 2, log
+
+
+def chunk(x: np.ndarray, sequence_id: str, start: bool, end: bool) -> dict:
+    return {"sequences": [x.tolist()], "return": ["probabilities"], "sequence_id": sequence_id,
+            "sequence_start": start, "sequence_end": end}  # fmt: skip
+
+
+def test_a_planned_restart_keeps_the_streams_in_the_state_directory(
+    model_repository: Path, reference: Reference, tmp_path: Path
+) -> None:
+    x = np.random.default_rng(9).standard_normal((30, FEATURES)).astype(np.float32)
+    url = "/v1/models/tiny_uni/predict"
+    flags = ("--workers", "2", "--stream-state-dir", str(tmp_path / "streams"))
+    first = Server(model_repository, *flags)
+    try:
+        answer = httpx.post(first.url + url, json=chunk(x[:12], "kept", True, False), timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        log = first.stop()
+    assert "kept 1 live streams for the next start" in log, log
+    second = Server(model_repository, *flags)
+    try:
+        answer = httpx.post(second.url + url, json=chunk(x[12:], "kept", False, True), timeout=30)
+        assert answer.status_code == 200, answer.text
+        probabilities = answer.json()["results"][0]["probabilities"]
+    finally:
+        log = second.stop()
+    assert "took up 1 live streams" in log, log
+    np.testing.assert_allclose(probabilities, reference.run("tiny_uni", x)["probs"], atol=1e-5)
+
+
+def test_without_a_state_directory_a_restart_drops_the_streams(model_repository: Path) -> None:
+    x = np.zeros((4, FEATURES), np.float32)
+    url = "/v1/models/tiny_uni/predict"
+    first = Server(model_repository)
+    try:
+        assert httpx.post(first.url + url, json=chunk(x, "lost", True, False)).status_code == 200
+    finally:
+        first.stop()
+    second = Server(model_repository)
+    try:
+        late = httpx.post(second.url + url, json=chunk(x, "lost", False, False))
+    finally:
+        second.stop()
+    assert late.status_code == 404 and late.json()["error_type"] == "stream_not_found"

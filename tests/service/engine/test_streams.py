@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,35 @@ async def test_a_chunk_waiting_behind_the_end_finds_the_stream_gone() -> None:
     await end_task
     with pytest.raises(StreamNotFound):
         await after_task
+
+
+async def test_saved_streams_are_taken_up_with_their_idle_clocks(tmp_path: Path) -> None:
+    clock, events = Clock(), Events()
+    store = StreamStore(10, 30.0, clock=clock)
+    for sequence_id, value in (("old", 1.0), ("new", 2.0)):
+        async with store.chunk(("m", "1", sequence_id), start=True, end=False) as stream:
+            stream.state = state(value)
+        clock.now += 10
+    file = tmp_path / "streams.npz"  # at save: "old" idle 20 s, "new" 10 s
+    assert store.save(file) == 2
+    later = Clock()
+    later.now = 5.0  # another process: another monotonic clock
+    restored = StreamStore(10, 30.0, clock=later, observer=events)
+    assert restored.load(file) == 2 and not file.exists()  # used once
+    stream = restored.get(("m", "1", "new"))
+    assert stream is not None and stream.chunks == 1
+    assert stream.state is not None and stream.state["initial_h_0"][0, 0] == 2.0
+    later.now += 11  # "old" now idle 31 s in all, over the timeout; "new" 21 s
+    assert restored.expire() == 1
+    assert restored.get(("m", "1", "old")) is None and restored.get(("m", "1", "new"))
+    assert events.seen == [("restored", 2), ("expired", 1)]
+
+
+async def test_a_stream_idle_past_the_timeout_is_not_taken_up(tmp_path: Path) -> None:
+    clock = Clock()
+    store = StreamStore(10, 30.0, clock=clock)
+    async with store.chunk(KEY, start=True, end=False) as stream:
+        stream.state = state(1.0)
+    clock.now += 31
+    store.save(tmp_path / "streams.npz")
+    assert StreamStore(10, 30.0).load(tmp_path / "streams.npz") == 0
