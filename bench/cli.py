@@ -17,6 +17,8 @@ For the default bidirectional model (``bilstm``) and lengths U[10,200] it measur
 6. the hand-off's CPU per request between a frontend and the engine (``bench.handoff``);
 7. with ``--frontends 1,2,4``: the service as N HTTP frontends feeding one engine, against one
    process and the old model at the same offered rate (``bench.frontends``);
+8. with ``--streams S``: S concurrent streams of a unidirectional model (``--stream-model``)
+   served with server-held state, client-held state and re-sent history (``bench.streams``);
 
 then prints the ratios (service / ceiling, service / baseline, service / HTTP ceiling), the
 targets and where the time goes (``bench.analysis``), and writes
@@ -47,6 +49,7 @@ from bench.load import LoadPlan, load_server
 from bench.records import Ceilings, Point, ServerStart, SuiteReport
 from bench.report import describe_machine, suite_markdown, write_results
 from bench.servers import ROOT, SERVER_LABELS, SERVERS, running_server, served_model_file
+from bench.streams import measure_streams
 from contract.sessions import create_session
 from loadtest.distributions import parse_int_distribution
 from loadtest.payloads import PROTOCOLS
@@ -126,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
         "req/s of its first row)",
     )
     parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="concurrent streams of the streaming case (bench.streams: server-held state vs "
+        "client-held state vs re-sent history, --seconds each; 0: skipped)",
+    )
+    parser.add_argument(
+        "--stream-model", default="lstm", help="the streaming case's (unidirectional) model"
+    )
+    parser.add_argument("--chunk-steps", type=int, default=10, help="steps per stream chunk")
+    parser.add_argument("--chunks-per-stream", type=int, default=10, help="chunks per stream")
+    parser.add_argument(
+        "--think-ms", type=float, default=20.0, help="pause between a stream's chunks"
+    )
+    parser.add_argument(
         "--handoff-requests",
         type=int,
         default=3000,
@@ -194,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(count < 1 for count in args.frontends):
         log.error("--frontends takes counts of 1 or more, got %s", args.frontends)
         return 2
+    if args.streams < 0 or args.chunk_steps < 1 or args.chunks_per_stream < 1 or args.think_ms < 0:
+        log.error("--streams >= 0, --chunk-steps and --chunks-per-stream >= 1, --think-ms >= 0")
+        return 2
     repository = args.repository.resolve()
     model_file = served_model_file(repository, args.model)
     if model_file is None:
@@ -259,6 +280,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.provider,
             rate=args.frontend_rate or None,
         )
+    streams = None
+    if args.streams:
+        log.info("streaming case (%s):", args.stream_model)
+        stream_file = served_model_file(repository, args.stream_model)
+        if stream_file is None:
+            log.error("%s is not in %s: streaming case skipped", args.stream_model, repository)
+        else:
+            stream_features = int(create_session(stream_file, "cpu", 1)[0].get_inputs()[0].shape[2])
+            streams = measure_streams(
+                repository,
+                args.stream_model,
+                stream_features,
+                streams=args.streams,
+                chunk_steps=args.chunk_steps,
+                chunks_per_stream=args.chunks_per_stream,
+                think_ms=args.think_ms,
+                seconds=args.seconds,
+                service_flags=shlex.split(args.service_flags),
+                provider=args.provider,
+                protocol="v2-binary" if "v2-binary" in args.protocols else "v2-json",
+                seed=args.seed,
+                warmup_s=args.warmup,
+            )
     padding = padding_comparison(points)
     today = dt.date.today().isoformat()
     report = SuiteReport(
@@ -285,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall_s=time.monotonic() - started,
         handoff=handoff,
         frontends=frontends,
+        streams=streams,
     )
     text = suite_markdown(report)
     kind = "gpu" if args.provider == "cuda" else "cpu"

@@ -3,6 +3,7 @@
 Who makes them: ``bench.load`` the ``Point`` of each server, protocol and concurrency;
 ``bench.ceiling`` the in-process ``Ceilings``; ``bench.handoff`` the ``HandoffCost``;
 ``bench.frontends`` the ``FrontendsCase`` and its ``FrontendRow`` of each process model;
+``bench.streams`` the ``StreamsCase`` and its ``StreamModeRow`` of each way to hold the state;
 ``bench.analysis`` the rows derived from them (``PaddingRow``, ``RatioRow``, ``TimeBreakdown``,
 ``Target``) and the soak's ``SoakPhase``; ``bench.cli`` and ``bench.soak`` the whole
 ``SuiteReport`` and ``SoakReport``. ``bench.report`` writes them as markdown, and ``to_json`` as
@@ -329,6 +330,44 @@ class FrontendsCase:
 
 
 @dataclass
+class StreamModeRow:
+    """One way of serving the streaming case's streams (``bench.streams``): ``mode`` is
+    ``server-state``, ``client-state`` or ``resend-history`` (``loadtest.streams.MODES``).
+    Throughput counts answered chunks and their new steps only; latency is per chunk; bytes
+    are the mean request body per chunk. ``max_diff_vs_server_state``: the largest absolute
+    difference of a finished stream's last ``probs`` from the server-state row's, over the
+    streams both finished (None for that row, or when none is common)."""
+
+    mode: str
+    chunks_ok: int
+    chunks_failed: int
+    chunks_per_s: float
+    steps_per_s: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    request_bytes_per_chunk: float | None
+    streams_finished: int
+    streams_live_max: float | None
+    max_diff_vs_server_state: float | None = None
+
+
+@dataclass
+class StreamsCase:
+    """The streaming case of ``python -m bench`` (``--streams S``): the same streams (``S``
+    concurrent, ``chunks_per_stream`` chunks of ``chunk_steps`` steps, ``think_ms`` between a
+    stream's chunks, ``seconds`` per mode) served three ways by one server, over ``protocol``."""
+
+    model: str
+    protocol: str
+    streams: int
+    chunk_steps: int
+    chunks_per_stream: int
+    think_ms: float
+    seconds: float
+    rows: list[StreamModeRow]
+
+
+@dataclass
 class SuiteReport:
     """Everything ``python -m bench`` measured: ``bench/results/{cpu,gpu}-<date>.json``."""
 
@@ -354,6 +393,7 @@ class SuiteReport:
     wall_s: float
     handoff: HandoffCost | None = None
     frontends: FrontendsCase | None = None
+    streams: StreamsCase | None = None
 
 
 # -- the overload soak (python -m bench.soak) ----------------------------------------------------

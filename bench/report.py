@@ -20,6 +20,7 @@ from bench.records import (
     HandoffCost,
     Machine,
     SoakReport,
+    StreamsCase,
     SuiteReport,
     to_json,
 )
@@ -162,6 +163,8 @@ def suite_markdown(report: SuiteReport) -> str:
         )  # fmt: skip
     if report.frontends:
         lines += ["", *frontends_markdown(report.frontends)]
+    if report.streams:
+        lines += ["", *streams_markdown(report.streams)]
     if report.breakdown or report.handoff:
         lines += ["", "## Where the time goes (service, mean ms per request)", ""]
     if report.breakdown:
@@ -242,6 +245,36 @@ def frontends_markdown(case: FrontendsCase) -> list[str]:
         "process forms (about 1); the old model (`--engine in-process --workers N`: a batcher "
         "per worker) splits them N ways. server CPU: cores used by every process of the "
         "server (supervisor, frontends, engine).",
+    ]
+    return lines
+
+
+def streams_markdown(case: StreamsCase) -> list[str]:
+    """The streaming case: a row per way of holding the state, and what the columns mean."""
+    lines = [
+        f"## Streams: server-held state, client-held state, re-sent history ({case.protocol})",
+        "",
+        f"`{case.model}`, {case.streams} concurrent streams of {case.chunks_per_stream} chunks "
+        f"x {case.chunk_steps} steps, {case.think_ms:g} ms think time between a stream's "
+        f"chunks, {case.seconds:g} s per mode.",
+        "",
+    ]
+    lines += table(
+        ["mode", "chunks/s", "steps/s", "p50 ms", "p99 ms", "request bytes/chunk", "failed",
+         "streams finished", "max diff vs server-state"],
+        (
+            [r.mode, fmt(r.chunks_per_s), fmt(r.steps_per_s), fmt(r.latency_p50_ms, 2),
+             fmt(r.latency_p99_ms, 2), fmt(r.request_bytes_per_chunk, 0), r.chunks_failed,
+             r.streams_finished,
+             "-" if r.max_diff_vs_server_state is None else f"{r.max_diff_vs_server_state:.1e}"]
+            for r in case.rows
+        ),
+    )  # fmt: skip
+    lines += [
+        "",
+        "steps/s counts each chunk's new steps only (re-sent history runs more). max diff: the "
+        "largest difference of a stream's last probabilities from the server-state row's, over "
+        "the streams both finished (the same streams: it should stay under 1e-4).",
     ]
     return lines
 

@@ -6,6 +6,8 @@ Examples::
     python -m loadtest --model bilstm --rate 200 --duration 20 --protocol v2-json
     python -m loadtest --model bilstm --sweep --concurrency 64 --processes 4 \\
         --model-file model_repository/bilstm/1/model.onnx
+    python -m loadtest --model lstm --streams 32 --chunk-steps 10 --chunks-per-stream 20 \\
+        --think-ms 50 --duration 20
 
 Exit status: 0 when the run went through (and verification passed), 1 when no request succeeded
 or verification failed, 2 for bad arguments or unreadable metadata, 3 when the run stopped
@@ -15,6 +17,7 @@ because the target refused connections (``--stop-after-refused``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -34,6 +37,14 @@ from loadtest.report import (
     format_verification,
     measure_phase,
     sweep_levels,
+)
+from loadtest.streams import (
+    MODES,
+    STREAM_PROTOCOLS,
+    StreamPlan,
+    fetch_state_sizes,
+    format_streams,
+    run_streams,
 )
 from loadtest.verify import ModelInfo, fetch_model_info, verify_samples
 
@@ -166,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool", type=int, default=256, help="distinct pre-encoded requests a run cycles through"
     )
 
+    streams = parser.add_argument_group(
+        "streams",
+        "streaming mode (loadtest.streams): --streams S slots, each sending a stream of "
+        "--chunks-per-stream chunks of --chunk-steps steps with the V2 sequence parameters, "
+        "then the next stream, for --duration; over v2-json or v2-binary, one process",
+    )
+    streams.add_argument(
+        "--streams", type=int, default=None, help="concurrent streams (turns streaming mode on)"
+    )
+    streams.add_argument("--chunk-steps", type=int, default=10, help="steps per chunk")
+    streams.add_argument("--chunks-per-stream", type=int, default=10, help="chunks per stream")
+    streams.add_argument(
+        "--think-ms", type=float, default=0.0, help="pause after each answer within a stream"
+    )
+    streams.add_argument(
+        "--stream-mode",
+        choices=MODES,
+        default="server-state",
+        help="how the state goes from chunk to chunk: the server holds it (sequence "
+        "parameters), the client sends it back (initial_*/final_*), or every chunk re-sends "
+        "the whole history",
+    )
+
     check = parser.add_argument_group("verification")
     check.add_argument(
         "--verify", type=int, default=20, help="successful responses to check per level (0: none)"
@@ -208,6 +242,16 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--warmup must be >= 0")
     if args.stop_after_refused < 0:
         parser.error("--stop-after-refused must be >= 0")
+    if args.streams is not None:
+        if args.streams < 1 or args.chunk_steps < 1 or args.chunks_per_stream < 1:
+            parser.error("--streams, --chunk-steps and --chunks-per-stream must be at least 1")
+        if args.think_ms < 0:
+            parser.error("--think-ms must be >= 0")
+        if args.protocol not in STREAM_PROTOCOLS:
+            parser.error(f"streaming mode goes over {' or '.join(STREAM_PROTOCOLS)}")
+        if args.processes != 1 or args.sweep or args.rate is not None:
+            parser.error("streaming mode runs in one process, closed loop: no --processes, "
+                         "--sweep or --rate")  # fmt: skip
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -231,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         info = None
     features = args.features or (info.features if info else 0)
+    if args.streams is not None:
+        return _streams_main(args, headers, features)
     spec = PoolSpec(
         protocol=args.protocol,
         model=args.model,
@@ -324,6 +370,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no request succeeded", file=sys.stderr)
         return 1
     if args.verify and not verification["passed"]:
+        return 1
+    return 0
+
+
+def _streams_main(args: argparse.Namespace, headers: dict[str, str], features: int) -> int:
+    """Streaming mode: one run of ``loadtest.streams``, its summary printed and written."""
+    sizes: tuple[int, ...] = ()
+    if args.stream_mode == "client-state":
+        try:
+            sizes = fetch_state_sizes(args.url, args.model, args.model_version, headers)
+        except RuntimeError as error:
+            print(f"cannot read the model's state sizes ({error})", file=sys.stderr)
+            return 2
+        if not sizes:
+            print(f"{args.model} has no final_c_* outputs: no client-held state", file=sys.stderr)
+            return 2
+    plan = StreamPlan(
+        model=args.model,
+        features=features,
+        streams=args.streams,
+        chunk_steps=args.chunk_steps,
+        chunks_per_stream=args.chunks_per_stream,
+        think_ms=args.think_ms,
+        duration_s=args.duration,
+        mode=args.stream_mode,
+        protocol=args.protocol,
+        seed=args.seed,
+        version=args.model_version,
+        state_sizes=sizes,
+    )
+    print(
+        f"loadtest: {args.model} streams over {args.protocol} at {args.url} ({args.stream_mode}); "
+        f"{args.streams} streams of {args.chunks_per_stream} chunks x {args.chunk_steps} steps, "
+        f"think {args.think_ms:g} ms, {args.duration:g} s",
+        file=sys.stderr,
+    )
+    run = asyncio.run(run_streams(args.url, plan, headers, args.timeout))
+    summary = run.summary()
+    print(format_streams(summary), file=sys.stderr)
+    for status, body in run.error_bodies:
+        print(f"  e.g. {status}: {body}", file=sys.stderr)
+    out = args.out or Path("loadtest-results") / (
+        f"{args.model}-streams-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    report = {
+        "tool": "loadtest",
+        "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        "target": {"url": args.url, "model": args.model, "version": args.model_version},
+        "config": {
+            "protocol": args.protocol,
+            "mode": "streams",
+            "stream_mode": args.stream_mode,
+            "streams": args.streams,
+            "chunk_steps": args.chunk_steps,
+            "chunks_per_stream": args.chunks_per_stream,
+            "think_ms": args.think_ms,
+            "duration_s": args.duration,
+            "features": features,
+            "seed": args.seed,
+        },
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "streams": summary,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"results: {out}", file=sys.stderr)
+    if not summary["chunks_ok"]:
+        print("no chunk succeeded", file=sys.stderr)
         return 1
     return 0
 

@@ -110,6 +110,8 @@ class ModelRegistry:
     """Where the models run: the streams' states (``service.engine.streams``)."""
     stream_file: Path | None = None
     """Where ``close`` writes the live streams for the next start to take up (None: dropped)."""
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    """Tasks that live as long as the registry (the streams' expiry); cancelled by ``close``."""
 
     def add(self, served: ServedModel) -> None:
         self.models.setdefault(served.name, {})[served.version] = served
@@ -139,6 +141,8 @@ class ModelRegistry:
         return bool(served) and all(m.ready for m in served)
 
     async def close(self, drain_timeout_s: float) -> None:
+        for task in self.background:
+            task.cancel()
         batchers = [m.batcher for m in self.all() if m.batcher is not None]
         await asyncio.gather(*(b.close(drain_timeout_s) for b in batchers))
         for served in self.all():

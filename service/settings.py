@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     """Live streams (V2 sequence_id) an engine holds the LSTM state of; a new stream past it
     gets 429 with Retry-After. Each holds every layer's (c, h): a few KB."""
     stream_idle_timeout_s: float = Field(60.0, gt=0)
-    """A stream without a chunk for this long is freed (checked whenever a stream's chunk
-    arrives); its next chunk without sequence_start then gets 404 stream_not_found."""
+    """A stream without a chunk for this long is freed; its next chunk without sequence_start
+    then gets 404 stream_not_found."""
 
     stream_state_dir: Path | None = None
     """Where an engine writes its live streams' states on a planned stop (SIGTERM), and takes

@@ -111,6 +111,7 @@ async def load_registry(
     if registry.stream_file is not None and registry.stream_file.exists():
         restored = streams.load(registry.stream_file)
         log.info("took up %d live streams", restored, extra={"file": str(registry.stream_file)})
+    registry.background.append(asyncio.ensure_future(streams.expire_forever()))
     # With a batcher in every worker a stream's chunks would land on workers that do not hold
     # its state: streams need the one engine that --engine separate gives.
     refusal = (

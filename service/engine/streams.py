@@ -155,6 +155,13 @@ class StreamStore:
             self._end(stream, "expired")
         return len(expired)
 
+    async def expire_forever(self) -> None:
+        """Free idle streams every quarter of the timeout (at least each second), so that idle
+        streams do not wait for the next chunk to be freed (nor linger in the metrics)."""
+        while True:
+            await asyncio.sleep(min(max(self.idle_timeout_s / 4, 0.05), 1.0))
+            self.expire()
+
     def save(self, path: Path) -> int:
         """Write every live stream (its key, state, chunks run and idle time) to ``path`` (npz,
         written beside and renamed: a crash never leaves half a file); how many."""

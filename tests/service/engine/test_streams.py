@@ -217,3 +217,18 @@ async def test_a_stream_idle_past_the_timeout_is_not_taken_up(tmp_path: Path) ->
     clock.now += 31
     store.save(tmp_path / "streams.npz")
     assert StreamStore(10, 30.0).load(tmp_path / "streams.npz") == 0
+
+
+async def test_idle_streams_are_freed_without_waiting_for_a_chunk() -> None:
+    events = Events()
+    store = StreamStore(10, 0.2, observer=events)  # the real clock: 0.2 s idle
+    async with store.chunk(KEY, start=True, end=False):
+        pass
+    expiring = asyncio.ensure_future(store.expire_forever())
+    try:
+        async with asyncio.timeout(10):  # a bound, not a wait: the sweep runs every 0.05 s
+            while store.live:
+                await asyncio.sleep(0.01)
+    finally:
+        expiring.cancel()
+    assert events.seen == [("started", 1), ("expired", 0)]
