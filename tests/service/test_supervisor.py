@@ -47,6 +47,12 @@ def roles(server: Server, metrics_dir: Path) -> tuple[list[int], list[int]]:
     return [child for child in spawned if child not in gauges], engines
 
 
+def answer(server: Server) -> httpx.Response:
+    """A small v1 request to ``MODEL`` on ``server``."""
+    url = f"{server.url}/v1/models/{MODEL}/predict"
+    return httpx.post(url, json={"sequences": [[[0.1] * FEATURES] * 3]}, timeout=30)
+
+
 def metrics_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -104,12 +110,7 @@ def test_a_killed_frontend_is_replaced_and_no_other_frontends_request_is_lost(
         assert results.count(200) >= 1
         poll(lambda: len(roles(server, metrics_dir)[0]) == 2, 60, "a replacement frontend")
         assert roles(server, metrics_dir)[1] == engines, "the engine was not touched"
-        ok = httpx.post(
-            f"{server.url}/v1/models/{MODEL}/predict",
-            json={"sequences": [[[0.1] * FEATURES] * 3]},
-            timeout=30,
-        )
-        assert ok.status_code == 200
+        assert answer(server).status_code == 200
         log = server.stop(DRAIN_WAIT_S)
     finally:
         server.kill()
@@ -142,12 +143,7 @@ def test_a_killed_engine_is_restarted_meanwhile_503_and_its_gauges_leave_the_met
         )
         assert ready
         assert metric(server.metrics(), DEPTH, default=0) == 0
-        ok = httpx.post(
-            f"{server.url}/v1/models/{MODEL}/predict",
-            json={"sequences": [[[0.1] * FEATURES] * 3]},
-            timeout=30,
-        )
-        assert ok.status_code == 200
+        assert answer(server).status_code == 200
         log = server.stop(DRAIN_WAIT_S)
     finally:
         server.kill()
@@ -245,16 +241,14 @@ def test_a_stuck_engine_is_killed_and_restarted(wide_repository: Path, tmp_path:
     try:
         _, (engine,) = roles(server, metrics_dir)
         os.kill(engine, signal.SIGSTOP)
-        url = f"{server.url}/v1/models/{MODEL}/predict"
-        body = {"sequences": [[[0.1] * FEATURES] * 3]}
 
         def refused() -> bool:  # the frontends stop sending to it after engine_timeout_s
-            answer = httpx.post(url, json=body, timeout=30)
-            return answer.status_code == 503 and answer.headers.get("Retry-After") == "1"
+            refusal = answer(server)
+            return refusal.status_code == 503 and refusal.headers.get("Retry-After") == "1"
 
         poll(refused, 30, "503 while the engine is stuck")
         poll(lambda: roles(server, metrics_dir)[1] not in ([], [engine]), 60, "a new engine")
-        poll(lambda: httpx.post(url, json=body, timeout=30).status_code == 200, 60, "answers")
+        poll(lambda: answer(server).status_code == 200, 60, "answers")
         log = server.stop(DRAIN_WAIT_S)
     finally:
         server.kill()

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import zmq
 
 from service.engine.loading import LoadedRuntime, load_registry, onnx_runtime_factory
 from service.engine.server import EngineServer
 from service.metrics import ServiceMetrics
 from service.settings import Settings
+from tests.support.service_app import app_client
 
 
 @asynccontextmanager
@@ -42,3 +45,12 @@ async def running_engine(
             await serving
         await registry.close(1.0)
         server.close()
+
+
+def frontend_of(
+    engine: EngineServer, settings: Settings, **overrides: Any
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    """A frontend app of ``engine`` (``settings`` with its address, and ``overrides``), its
+    lifespan running, and an httpx client to it over ASGI."""
+    update = {"engine_addresses": [engine.address], **overrides}
+    return app_client(settings.model_copy(update=update))

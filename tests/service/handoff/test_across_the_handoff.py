@@ -17,7 +17,7 @@ import zmq.asyncio
 
 from service.engine.streaming import StreamingBatcher
 from service.handoff.messages import Submit, encode
-from tests.support.engine import running_engine
+from tests.support.engine import frontend_of, running_engine
 from tests.support.ort_reference import Reference
 from tests.support.service_app import GatedRuntime, app_client, gated_factory
 from tests.support.tiny_repository import FEATURES, tiny_settings
@@ -35,8 +35,7 @@ async def test_answers_across_the_handoff_equal_in_process_ort(
     sequences = [rng.standard_normal((n, FEATURES)).astype(np.float32) for n in (3, 17, 9, 1)]
     state = rng.standard_normal((1, 12)).astype(np.float32)
     async with running_engine(settings, tmp_path) as engine:
-        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings) as http:
             body = {
                 "sequences": [s.tolist() for s in sequences],
                 "return": ["probabilities", "outputs"],
@@ -78,8 +77,7 @@ async def test_the_engines_admission_answers_429_and_accepted_requests_complete(
     )
     async with running_engine(settings, tmp_path, gated_factory(gate, made)) as engine:
         runtime = next(r for r in made if r.spec.name == "tiny_bi")
-        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings) as http:
             url = "/v1/models/tiny_bi/predict"
             running = asyncio.ensure_future(http.post(url, json={"sequences": [[STEP]]}))
             assert await asyncio.to_thread(runtime.started.acquire, True, 10)  # holds the slot
@@ -108,8 +106,7 @@ async def test_a_request_past_its_deadline_is_dropped_in_the_engine_before_it_ru
     )
     async with running_engine(settings, tmp_path, gated_factory(gate, made)) as engine:
         runtime = next(r for r in made if r.spec.name == "tiny_bi")
-        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings) as http:
             url = "/v1/models/tiny_bi/predict"
             holding = asyncio.ensure_future(http.post(url, json={"sequences": [[STEP] * 2]}))
             assert await asyncio.to_thread(runtime.started.acquire, True, 10)
@@ -169,8 +166,7 @@ async def test_a_malformed_message_is_dropped_and_the_engine_serves_on(
         await peer.send_multipart([b"not json at all"])
         peer.close(linger=1000)
         context.term()
-        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings) as http:
             answer = await http.post("/v1/models/tiny_bi/predict", json={"sequences": [[STEP]]})
             assert answer.status_code == 200, answer.text
 
@@ -180,11 +176,9 @@ async def test_an_engine_that_stops_makes_the_frontend_answer_503_with_retry_aft
 ) -> None:
     gate, made = threading.Event(), list[GatedRuntime]()
     settings = tiny_settings(model_repository, concurrent_batches=1, warmup=False)
-    frontend = settings.model_copy(update={"engine_heartbeat_ms": 20.0})
     async with running_engine(settings, tmp_path, gated_factory(gate, made)) as engine:
         runtime = next(r for r in made if r.spec.name == "tiny_bi")
-        frontend = frontend.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings, engine_heartbeat_ms=20.0) as http:
             url = "/v1/models/tiny_bi/predict"
             in_flight = asyncio.ensure_future(http.post(url, json={"sequences": [[STEP]]}))
             assert await asyncio.to_thread(runtime.started.acquire, True, 10)
@@ -208,8 +202,7 @@ async def test_a_frontend_starts_while_its_engine_cannot_serve_and_answers_503(
         for served in engine.registry.all():  # as between a batcher's death and the restart
             assert isinstance(served.batcher, StreamingBatcher)
             served.batcher.batcher.failure = RuntimeError("died")
-        frontend = settings.model_copy(update={"engine_addresses": [engine.address]})
-        async with app_client(frontend) as http:
+        async with frontend_of(engine, settings) as http:
             assert (await http.get("/v2/health/ready")).status_code == 503
             refused = await http.post("/v1/models/tiny_bi/predict", json={"sequences": [[STEP]]})
             assert refused.status_code == 503
