@@ -55,7 +55,6 @@ class _Pending:
     """A request sent to the engine: one future per sequence, resolved by its one reply."""
 
     futures: list[asyncio.Future[SequenceResult]]
-    model: tuple[str, str]
 
 
 @dataclass
@@ -170,7 +169,7 @@ class EngineClient:
             stream,
         )
         self._send(message)
-        self._pending[request_id] = _Pending(futures, (model, version))
+        self._pending[request_id] = _Pending(futures)
         self._sequences_pending += len(futures)
         for future in futures:
             future.add_done_callback(functools.partial(self._on_done, request_id))
