@@ -11,15 +11,15 @@ directions, ``H_n`` hidden width of layer ``n`` (``docs/model-contract.md``).
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+import re
 from pathlib import Path
 from typing import cast, get_args
 
+import numpy as np
 import onnxruntime as ort
 
-from contract.names import INPUTS, LENGTHS, LOGITS, PROBS
+from contract.model_config import ModelConfig
 from contract.providers import (
     CUDA,
     CUDA_OPTIONS,
@@ -29,7 +29,8 @@ from contract.providers import (
     candidate_providers,
     quiet_ort_logs,
 )
-from contract.spec import ContractError, ModelSpec, StateInput, decode_metadata
+from contract.signature import Hints, Signature, infer_signature
+from contract.spec import ContractError, ModelSpec, OutputSpec, StateInput, decode_metadata
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,17 @@ def create_session(
     source = model if isinstance(model, bytes) else str(model)
     what = "the model" if isinstance(model, bytes) else str(model)
     with quiet_ort_logs():  # a CUDA that does not load is reported below, once
-        session = ort.InferenceSession(
-            source,
-            options,
-            providers=[(CUDA, cuda_options) if p == CUDA else p for p in candidates],
-        )
+        try:
+            session = ort.InferenceSession(
+                source,
+                options,
+                providers=[(CUDA, cuda_options) if p == CUDA else p for p in candidates],
+            )
+        except Exception as error:  # ORT's exceptions share no base class but Exception
+            hint = load_failure_hint(str(error))
+            if hint is None:
+                raise
+            raise ContractError(f"{what}: {hint}") from None
     runs_on = session.get_providers()[0]
     if preference == "cuda" and runs_on != CUDA:
         raise ProviderUnavailableError(
@@ -104,41 +111,116 @@ def create_session(
     return session, runs_on
 
 
+_IR_VERSION = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
+_OPSET = re.compile(
+    r"Opset (\d+) is under development.*support for domain (\S+) is till opset (\d+)"
+)
+
+
+def load_failure_hint(message: str) -> str | None:
+    """What to do about an ONNX Runtime load failure that a model from another exporter meets,
+    or None for any other failure: a newer IR version (onnx 1.19+ saves IR 14 by default) or an
+    opset newer than this ONNX Runtime knows."""
+    ir = _IR_VERSION.search(message)
+    if ir:
+        found, most = ir.groups()
+        return (
+            f"the file has ONNX IR version {found}; ONNX Runtime {ort.__version__} reads at most "
+            f'{most}. Re-save it at IR {most} (python -c "import onnx, sys; m = onnx.load(sys.argv'
+            f'[1]); m.ir_version = {most}; onnx.save(m, sys.argv[1])" model.onnx: safe unless '
+            f"it uses types new in IR {found}), or save it with an older onnx package"
+        )
+    opset = _OPSET.search(message.replace("\n", " "))
+    if opset:
+        found, domain, most = opset.groups()
+        return (
+            f"the graph uses opset {found} of {domain}; ONNX Runtime {ort.__version__} supports "
+            f"at most {most}: export it again with opset_version={most} or lower"
+        )
+    return None
+
+
 def _int_dim(dim: object, what: str) -> int:
     if not isinstance(dim, int):
         raise ContractError(f"{what} must be a fixed size, got {dim!r}")
     return dim
 
 
-def _shape(dims: Sequence[object]) -> list[int]:
-    return [d if isinstance(d, int) else -1 for d in dims]
+def read_spec(
+    name: str,
+    version: str,
+    session: ort.InferenceSession,
+    config: ModelConfig | None = None,
+    config_dir: Path | None = None,
+) -> ModelSpec:
+    """Describe a session for serving (``ContractError`` naming what cannot be served).
+
+    The roles of the inputs and the class outputs: ``contract.signature.infer_signature``, from
+    ``config`` (a ``config.pbtxt``, whose ``label_filename`` is read from ``config_dir``) and the
+    metadata, else from dtypes and ranks. The axes of every output: ``probe_outputs``. The
+    states: each overridable ``initial_{c|h}_{n}`` ``(dirs, B, H_n)`` with its
+    ``final_{c|h}_{n}`` (the contract's; a model exported elsewhere has none). How each role
+    was decided is logged.
+    """
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    hints = Hints.of(config, metadata, config_dir)
+    signature = infer_signature(session.get_inputs(), session.get_outputs(), hints)
+    outputs = probe_outputs(session, signature)
+    by_name = {o.name: o for o in outputs}
+    num_classes = 0
+    for class_output in (signature.probs_output, signature.logits_output):
+        if class_output is None:
+            continue
+        output = by_name[class_output]
+        if len(output.shape) != 2 or output.time_axis is not None or output.batch_axis != 0:
+            raise ContractError(
+                f"the class output {class_output!r} must be [B, C]; it is {output.shape}"
+            )
+        if num_classes and output.shape[1] != num_classes:
+            raise ContractError(
+                f"the class outputs disagree on C: {num_classes} and {output.shape[1]}"
+            )
+        num_classes = output.shape[1]
+    labels = hints.labels or []
+    if num_classes and len(labels) != num_classes:
+        if labels:
+            log.warning("%s: %d labels for %d classes; the classes are numbered instead",
+                        name, len(labels), num_classes)  # fmt: skip
+        labels = [str(k) for k in range(num_classes)]
+    if not num_classes:
+        labels = []
+    states = _state_inputs(session, by_name)
+    spec = ModelSpec(
+        name=name,
+        version=version,
+        input_size=signature.input_size,
+        labels=labels,
+        state_inputs=states,
+        outputs=outputs,
+        sequence_input=signature.sequence_input,
+        lengths_input=signature.lengths_input,
+        lengths_datatype=signature.lengths_datatype,
+        time_major=signature.time_major,
+        probs_output=signature.probs_output,
+        logits_output=signature.logits_output,
+        max_batch_size=hints.max_batch_size,
+        metadata=decode_metadata(metadata),
+    )
+    log.info(
+        "%s/%s: %s%s",
+        name,
+        version,
+        "; ".join(signature.reasons),
+        "; padding-sensitive (no lengths input): batched by exact length"
+        if spec.padding_sensitive
+        else "",
+    )
+    return spec
 
 
-def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSpec:
-    """Check a session against the contract and describe it (``ContractError`` naming what
-    breaks it): inputs exactly ``inputs`` float32 ``(B, T, F)`` and ``lengths`` int32 ``(B,)``,
-    outputs with ``logits`` and ``probs`` ``(B, C)``, each overridable ``initial_{c|h}_{n}``
-    ``(dirs, B, H_n)`` with its ``final_{c|h}_{n}``."""
-    inputs = {i.name: i for i in session.get_inputs()}
-    if set(inputs) != {INPUTS, LENGTHS}:
-        raise ContractError(
-            f"graph inputs must be exactly 'inputs' and 'lengths' (states are optional "
-            f"initializers), got {sorted(inputs)}"
-        )
-    x_shape = inputs[INPUTS].shape
-    if len(x_shape) != 3 or inputs[INPUTS].type != "tensor(float)":
-        raise ContractError(
-            f"'inputs' must be float32 [B, T, F], got {inputs[INPUTS].type} {x_shape}"
-        )
-    if inputs[LENGTHS].type != "tensor(int32)":
-        raise ContractError(f"'lengths' must be int32, got {inputs[LENGTHS].type}")
-    input_size = _int_dim(x_shape[2], "the feature size F of 'inputs'")
-    outputs = {o.name: o for o in session.get_outputs()}
-    if LOGITS not in outputs or PROBS not in outputs:
-        raise ContractError(
-            f"graph outputs must include 'logits' and 'probs', got {sorted(outputs)}"
-        )
-    num_classes = _int_dim(outputs[PROBS].shape[1], "the class count C of 'probs'")
+def _state_inputs(
+    session: ort.InferenceSession, outputs: dict[str, OutputSpec]
+) -> list[StateInput]:
     states = []
     for init in session.get_overridable_initializers():
         if not init.name.startswith(("initial_c_", "initial_h_")):
@@ -154,19 +236,85 @@ def read_spec(name: str, version: str, session: ort.InferenceSession) -> ModelSp
                 _int_dim(init.shape[2], init.name),
             )
         )
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    labels = [str(label) for label in json.loads(metadata.get("labels", "[]"))]
-    if len(labels) != num_classes:
-        labels = [str(k) for k in range(num_classes)]
-    return ModelSpec(
-        name=name,
-        version=version,
-        input_size=input_size,
-        num_classes=num_classes,
-        labels=labels,
-        state_inputs=sorted(states, key=lambda s: s.name),
-        output_names=list(outputs),
-        input_shapes={name: _shape(i.shape) for name, i in inputs.items()},
-        output_shapes={name: _shape(o.shape) for name, o in outputs.items()},
-        metadata=decode_metadata(metadata),
+    return sorted(states, key=lambda s: s.name)
+
+
+PROBE_RUNS = ((2, 5), (3, 7))
+"""The (batch, steps) of the two runs that find each output's axes: the axis that is 2 then 3
+is the batch, 5 then 7 the time, one that keeps its size is fixed."""
+
+_V2_DATATYPES = {
+    "float32": "FP32",
+    "float16": "FP32",
+    "float64": "FP32",
+    "int64": "INT64",
+    "int32": "INT32",
+    "bool": "BOOL",
+}
+"""What each output dtype is answered as: every float as FP32 (ORT's float16/float64 results are
+cast; FP32 is what clients of this service read), integers and booleans as they are."""
+
+
+def probe_outputs(session: ort.InferenceSession, signature: Signature) -> list[OutputSpec]:
+    """Every output with its batch and time axes, found by running the model twice on full-length
+    sequences (``PROBE_RUNS``): names of symbolic dims are a convention of the exporter and
+    cannot be trusted across exporters. ``ContractError`` for an output the service cannot split
+    into sequences: one with no batch axis, or an axis that follows neither the batch nor the
+    time."""
+    rng = np.random.default_rng(0)
+    numpy_type = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(
+        signature.sequence_type, np.float64
     )
+    shapes: list[list[tuple[int, ...]]] = []
+    names = [o.name for o in session.get_outputs()]
+    for batch, steps in PROBE_RUNS:
+        layout = (steps, batch) if signature.time_major else (batch, steps)
+        feeds = {
+            signature.sequence_input: rng.standard_normal((*layout, signature.input_size)).astype(
+                numpy_type
+            )
+        }
+        if signature.lengths_input is not None:
+            dtype = np.int64 if signature.lengths_datatype == "INT64" else np.int32
+            feeds[signature.lengths_input] = np.full(batch, steps, dtype)
+        try:
+            results = session.run(names, feeds)
+        except Exception as error:  # ORT's own exceptions: the model cannot run such a batch
+            raise ContractError(
+                f"the model failed on a batch of {batch} sequences of {steps} steps, "
+                f"{signature.sequence_input!r} {list(feeds[signature.sequence_input].shape)}: "
+                f"{error}"
+            ) from None
+        shapes.append([np.shape(r) for r in results])
+        dtypes = [np.asarray(r).dtype for r in results]
+    outputs = []
+    for k, name in enumerate(names):
+        first, second = shapes[0][k], shapes[1][k]
+        if len(first) != len(second):
+            raise ContractError(f"output {name!r} changes rank with the batch: {first}, {second}")
+        batch_axes, time_axes, shape = [], [], []
+        for axis, sizes in enumerate(zip(first, second, strict=True)):
+            if sizes == (PROBE_RUNS[0][0], PROBE_RUNS[1][0]):
+                batch_axes.append(axis)
+            elif sizes == (PROBE_RUNS[0][1], PROBE_RUNS[1][1]):
+                time_axes.append(axis)
+            elif sizes[0] != sizes[1]:
+                raise ContractError(
+                    f"output {name!r} axis {axis} is {sizes[0]} then {sizes[1]} for batches of "
+                    f"{PROBE_RUNS[0]} then {PROBE_RUNS[1]} (batch, steps): it follows neither "
+                    "the batch nor the time, so the service cannot split it into sequences"
+                )
+            shape.append(-1 if sizes[0] != sizes[1] else sizes[0])
+        if len(batch_axes) != 1 or len(time_axes) > 1:
+            raise ContractError(
+                f"output {name!r} has shape {first} for a batch of {PROBE_RUNS[0][0]} sequences "
+                f"of {PROBE_RUNS[0][1]} steps: the service needs exactly one batch axis and at "
+                "most one time axis to split it into sequences"
+            )
+        datatype = _V2_DATATYPES.get(dtypes[k].name)
+        if datatype is None:
+            raise ContractError(f"output {name!r} is {dtypes[k]}, which the service cannot answer")
+        outputs.append(
+            OutputSpec(name, datatype, shape, batch_axes[0], time_axes[0] if time_axes else None)
+        )
+    return outputs

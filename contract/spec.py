@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.names import OUTPUTS
+from contract.names import INPUTS, LENGTHS, OUTPUTS
 
 _FINAL_STATE_PREFIX = "final_"  # the state outputs final_{c|h}_{n}, (dirs, B, H_n)
 
@@ -49,24 +49,77 @@ class StateInput:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """One graph output as the service serves it, its axes found by running the model
+    (``contract.sessions.probe_outputs``)."""
+
+    name: str
+    datatype: str
+    """The KServe V2 datatype it is answered in (``FP32`` for every float output)."""
+    shape: list[int]
+    """In the graph's layout: -1 on the batch axis and on the time axis."""
+    batch_axis: int
+    time_axis: int | None
+    """The axis that follows the padded length ``T`` (cut to each sequence's length), or None."""
+
+    def sequence_time_axis(self) -> int | None:
+        """The time axis of one sequence's result, which has no batch axis."""
+        if self.time_axis is None:
+            return None
+        return self.time_axis - (self.time_axis > self.batch_axis)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "datatype": self.datatype,
+            "shape": list(self.shape),
+            "batch_axis": self.batch_axis,
+            "time_axis": self.time_axis,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutputSpec:
+        time_axis = data["time_axis"]
+        return cls(
+            name=str(data["name"]),
+            datatype=str(data["datatype"]),
+            shape=[int(d) for d in data["shape"]],
+            batch_axis=int(data["batch_axis"]),
+            time_axis=None if time_axis is None else int(time_axis),
+        )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """What the service knows of a served model, read from the ONNX file."""
+    """What the service knows of a served model, read from the ONNX file (and its
+    ``config.pbtxt``): which input is the sequence and which the lengths, every output with its
+    axes, and which outputs (if any) classify."""
 
     name: str
     version: str
     input_size: int
     """``F``."""
-    num_classes: int
-    """``C``."""
     labels: list[str]
+    """One per class of the class output; empty when the model has none."""
     state_inputs: list[StateInput]
     """Sorted by name."""
-    output_names: list[str]
+    outputs: list[OutputSpec]
     """In graph order."""
-    input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    """Shapes of the required inputs, -1 where dynamic."""
-    output_shapes: dict[str, list[int]] = field(default_factory=dict)
-    """Shapes of the outputs, -1 where dynamic."""
+    sequence_input: str = INPUTS
+    lengths_input: str | None = LENGTHS
+    """None: the model takes no lengths, so padding would change its results
+    (``padding_sensitive``)."""
+    lengths_datatype: str = "INT32"
+    """``INT32`` or ``INT64``, as the graph takes it."""
+    time_major: bool = False
+    """The sequence input is ``[T, B, F]``, not ``[B, T, F]``."""
+    probs_output: str | None = None
+    """The ``[B, C]`` output of class probabilities, if the model has one."""
+    logits_output: str | None = None
+    """The ``[B, C]`` output of class logits, if the model has one."""
+    max_batch_size: int | None = None
+    """The most sequences one run may hold (``config.pbtxt``), or None for no limit of the
+    model's own."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """The model's ``metadata_props``: JSON objects and lists decoded (``parity``,
     ``layer_sizes``, ``labels``), every other value the string stored."""
@@ -75,6 +128,62 @@ class ModelSpec:
     def layers(self) -> int:
         return len(self.state_inputs) // 2
 
+    @property
+    def padding_sensitive(self) -> bool:
+        """No lengths input: only sequences of one length may share a run."""
+        return self.lengths_input is None
+
+    @property
+    def batching(self) -> str:
+        """How its sequences share runs: ``exact_length`` without a lengths input (padding
+        would change its answers), else ``padded``."""
+        return "exact_length" if self.padding_sensitive else "padded"
+
+    def signature(self) -> dict[str, Any]:
+        """The roles of its inputs and outputs and how it is batched, for metadata and logs."""
+        return {
+            "sequence_input": self.sequence_input,
+            "lengths_input": self.lengths_input,
+            "sequence_layout": "time_major" if self.time_major else "batch_major",
+            "batching": self.batching,
+            "probabilities_output": self.probs_output,
+            "logits_output": self.logits_output,
+        }
+
+    @property
+    def num_classes(self) -> int:
+        """``C``, 0 when no output classifies."""
+        return len(self.labels)
+
+    @property
+    def class_output(self) -> str | None:
+        """The output a class is read from: the probabilities, else the logits."""
+        return self.probs_output or self.logits_output
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.outputs]
+
+    @property
+    def output_shapes(self) -> dict[str, list[int]]:
+        return {o.name: o.shape for o in self.outputs}
+
+    @property
+    def input_shapes(self) -> dict[str, list[int]]:
+        """The shapes of the inputs a request gives, in the graph's layout, -1 where dynamic."""
+        steps_first = [-1, -1, self.input_size]
+        shapes = {self.sequence_input: steps_first}
+        if self.lengths_input is not None:
+            shapes[self.lengths_input] = [-1]
+        return shapes
+
+    def output(self, name: str) -> OutputSpec:
+        """The output ``name``; ``KeyError`` when the model has none of that name."""
+        for output in self.outputs:
+            if output.name == name:
+                return output
+        raise KeyError(name)
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-safe values (``json.dumps`` takes it as it is); ``from_dict``
         reverses it."""
@@ -82,15 +191,19 @@ class ModelSpec:
             "name": self.name,
             "version": self.version,
             "input_size": self.input_size,
-            "num_classes": self.num_classes,
             "labels": list(self.labels),
             "state_inputs": [
                 {"name": s.name, "output": s.output, "directions": s.directions, "width": s.width}
                 for s in self.state_inputs
             ],
-            "output_names": list(self.output_names),
-            "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
-            "output_shapes": {k: list(v) for k, v in self.output_shapes.items()},
+            "outputs": [o.to_dict() for o in self.outputs],
+            "sequence_input": self.sequence_input,
+            "lengths_input": self.lengths_input,
+            "lengths_datatype": self.lengths_datatype,
+            "time_major": self.time_major,
+            "probs_output": self.probs_output,
+            "logits_output": self.logits_output,
+            "max_batch_size": self.max_batch_size,
             # Already JSON values: decode_metadata made them from JSON text or kept the string.
             "metadata": dict(self.metadata),
         }
@@ -99,19 +212,27 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         """The spec ``to_dict`` gave (after a JSON round trip too); ``KeyError`` or
         ``TypeError`` when a field is missing or of the wrong kind."""
+
+        def optional(key: str) -> str | None:
+            return None if data[key] is None else str(data[key])
+
         return cls(
             name=str(data["name"]),
             version=str(data["version"]),
             input_size=int(data["input_size"]),
-            num_classes=int(data["num_classes"]),
             labels=[str(label) for label in data["labels"]],
             state_inputs=[
                 StateInput(str(s["name"]), str(s["output"]), int(s["directions"]), int(s["width"]))
                 for s in data["state_inputs"]
             ],
-            output_names=[str(n) for n in data["output_names"]],
-            input_shapes={k: [int(d) for d in v] for k, v in data["input_shapes"].items()},
-            output_shapes={k: [int(d) for d in v] for k, v in data["output_shapes"].items()},
+            outputs=[OutputSpec.from_dict(o) for o in data["outputs"]],
+            sequence_input=str(data["sequence_input"]),
+            lengths_input=optional("lengths_input"),
+            lengths_datatype=str(data["lengths_datatype"]),
+            time_major=bool(data["time_major"]),
+            probs_output=optional("probs_output"),
+            logits_output=optional("logits_output"),
+            max_batch_size=None if data["max_batch_size"] is None else int(data["max_batch_size"]),
             metadata=dict(data["metadata"]),
         )
 

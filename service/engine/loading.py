@@ -54,13 +54,18 @@ def onnx_runtime_factory(path: Path, name: str, version: str, settings: Settings
     )
 
 
-def batch_policy(settings: Settings, on_gpu: bool) -> BatchPolicy:
+def batch_policy(settings: Settings, on_gpu: bool, spec: ModelSpec | None = None) -> BatchPolicy:
     """The bounds each batcher forms batches within, on a GPU or on the CPU (the benchmarks
-    cut their in-process batches with the same one)."""
+    cut their in-process batches with the same one), and those of the model ``spec``: its own
+    ``max_batch_size`` (``config.pbtxt``), and exact-length batches when it takes no lengths."""
+    max_batch = settings.max_batch_size
+    if spec is not None and spec.max_batch_size is not None:
+        max_batch = min(max_batch, spec.max_batch_size)
     return BatchPolicy(
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=max_batch,
         max_batch_tokens=settings.max_batch_tokens,
         padding_efficiency_target=settings.resolved_padding_efficiency(on_gpu),
+        exact_length=spec is not None and spec.padding_sensitive,
     )
 
 
@@ -90,6 +95,7 @@ def _load_one(
             "model": served.name,
             "version": served.version,
             "provider": runtime.provider,
+            "batching": runtime.spec.batching,
             "warmup_s": round(warm, 3),
             "load_s": round(served.load_seconds, 3),
         },
@@ -138,7 +144,7 @@ async def load_registry(
         batcher = DynamicBatcher(
             runtime,
             served.executor,
-            batch_policy(settings, on_gpu),
+            batch_policy(settings, on_gpu, runtime.spec),
             max_batch_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue_sequences,
             concurrent_batches=slots,

@@ -21,10 +21,11 @@ import numpy as np
 import orjson
 import zmq
 
-ALLOWED_DTYPES = frozenset({"<f4", "<i4", "<i8", "<f8"})
+ALLOWED_DTYPES = frozenset({"<f4", "<i4", "<i8", "<f8", "|b1"})
 """What crosses, as numpy's dtype strings (``dtype.str``, ~15x cheaper to read than
-``dtype.name``): the service's tensors are FP32 (inputs, states, outputs) and INT32 (lengths);
-little-endian, as every machine the service runs on."""
+``dtype.name``): the contract's tensors are FP32 (inputs, states, outputs) and INT32 (lengths);
+a model exported elsewhere may answer INT64 or BOOL outputs too (``contract.sessions``).
+Little-endian, as every machine the service runs on."""
 
 Header = dict[str, Any]
 
@@ -39,7 +40,8 @@ def pack(parts: Sequence[tuple[Header, Sequence[np.ndarray]]]) -> list[Any]:
     headers: list[Header] = []
     frames: list[Any] = []
     for header, arrays in parts:
-        contiguous = [np.ascontiguousarray(a) for a in arrays]
+        # ascontiguousarray would make a 0-d array (a scalar output's row) one of shape (1,).
+        contiguous = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
         headers.append({**header, "arrays": [[a.dtype.str, a.shape] for a in contiguous]})
         frames.extend(contiguous)
     return [orjson.dumps(headers), *frames]

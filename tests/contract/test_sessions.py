@@ -141,6 +141,8 @@ class SessionView:
     outputs: list[Arg]
     initializers: list[Arg]
     metadata: dict[str, str] = field(default_factory=dict)
+    session: ort.InferenceSession | None = None
+    """The real session, which runs what ``read_spec`` runs to find the outputs' axes."""
 
     @classmethod
     def of(cls, session: ort.InferenceSession) -> SessionView:
@@ -152,7 +154,12 @@ class SessionView:
             args(session.get_outputs()),
             args(session.get_overridable_initializers()),
             dict(session.get_modelmeta().custom_metadata_map),
+            session,
         )
+
+    def run(self, names: list[str], feeds: dict[str, Any]) -> list[Any]:
+        assert self.session is not None
+        return list(self.session.run(names, feeds))
 
     def get_inputs(self) -> list[Arg]:
         return self.inputs
@@ -227,22 +234,25 @@ def test_read_spec_reads_a_view_as_it_reads_the_session(
 BROKEN = [
     # (what is broken: which of the view's args, its name, the change or None to drop it; the
     # words of the ContractError)
-    ("no lengths", "inputs", "lengths", None,
-     "graph inputs must be exactly 'inputs' and 'lengths'"),
     ("an extra input", "inputs", "mask", {"type": "tensor(bool)", "shape": [1]},
-     "got ['inputs', 'lengths', 'mask']"),
-    ("float64 inputs", "inputs", "inputs", {"type": "tensor(double)"},
-     "'inputs' must be float32 [B, T, F], got tensor(double)"),
+     "inputs ['mask'] are neither"),
+    ("integer inputs", "inputs", "inputs", {"type": "tensor(int32)"},
+     "no input can be the sequence: none is float of rank 3"),
     ("inputs of rank 2", "inputs", "inputs", {"shape": ["b", 5]},
-     "'inputs' must be float32 [B, T, F]"),
-    ("int64 lengths", "inputs", "lengths", {"type": "tensor(int64)"},
-     "'lengths' must be int32, got tensor(int64)"),
+     "no input can be the sequence"),
+    ("two sequences", "inputs", "more", {"type": "tensor(float)", "shape": ["b", "t", 5]},
+     "inputs ['inputs', 'more'] could each be the sequence input: name it with the config.pbtxt "
+     "parameter sequence_input"),
+    ("two lengths", "inputs", "more", {"type": "tensor(int64)", "shape": ["b"]},
+     "could each be the lengths input"),
     ("a dynamic F", "inputs", "inputs", {"shape": ["b", "t", "f"]},
-     "the feature size F of 'inputs' must be a fixed size, got 'f'"),
-    ("no probs", "outputs", "probs", None, "graph outputs must include 'logits' and 'probs'"),
-    ("no logits", "outputs", "logits", None, "graph outputs must include 'logits' and 'probs'"),
-    ("a dynamic C", "outputs", "probs", {"shape": ["b", "c"]},
-     "the class count C of 'probs' must be a fixed size"),
+     "the feature size F of 'inputs' is not fixed"),
+    ("a fixed batch", "inputs", "inputs", {"shape": [1, "t", 5]},
+     "input 'inputs' has a fixed batch size 1"),
+    ("a fixed time", "inputs", "inputs", {"shape": ["b", 30, 5]},
+     "input 'inputs' has a fixed time size 30"),
+    ("lengths of a fixed batch", "inputs", "lengths", {"shape": [4]},
+     "input 'lengths' has a fixed batch size 4"),
     ("a state without its final state", "outputs", "final_c_1", None,
      "state input initial_c_1 has no matching output final_c_1"),
     ("a state of rank 2", "initializers", "initial_h_0", {"shape": [1, 8]},
@@ -261,6 +271,19 @@ def test_read_spec_refuses_what_breaks_the_contract(
     with pytest.raises(ContractError) as raised:
         read_spec("tiny_uni", "1", broken(view, kind, name, changes))  # type: ignore[arg-type]
     assert words in str(raised.value), (what, str(raised.value))
+
+
+def test_a_model_without_probabilities_classifies_from_its_logits(view: SessionView) -> None:
+    spec = read_spec("tiny_uni", "1", broken(view, "outputs", "probs", None))  # type: ignore[arg-type]
+    assert (spec.probs_output, spec.logits_output, spec.class_output) == (None, "logits", "logits")
+    assert spec.labels == list(LABELS)
+
+
+def test_a_model_without_class_outputs_has_no_labels(view: SessionView) -> None:
+    view = broken(broken(view, "outputs", "probs", None), "outputs", "logits", None)
+    spec = read_spec("tiny_uni", "1", view)  # type: ignore[arg-type]
+    assert (spec.class_output, spec.num_classes, spec.labels) == (None, 0, [])
+    assert spec.output_names == ["outputs", "final_c_0", "final_h_0", "final_c_1", "final_h_1"]
 
 
 def test_read_spec_ignores_initializers_that_are_not_states(view: SessionView) -> None:

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.service_app import GatedRuntime, app_client, gated_factory, until
 from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
@@ -182,12 +182,7 @@ async def test_a_client_that_disconnects_has_its_queued_work_dropped(
             "client": ("127.0.0.1", 50000), "server": ("test", 80), "state": {},
         }  # fmt: skip
         leaving = asyncio.ensure_future(app(scope, receive, send))
-        for _ in range(10_000):
-            await asyncio.sleep(0)
-            if batcher.queue_depth == 1:
-                break
-        else:
-            pytest.fail("the request never reached the queue")
+        await until(lambda: batcher.queue_depth == 1, "the request's queueing")
         leave.set()  # the client goes while its sequence waits
         await asyncio.wait_for(leaving, 10)
         gate.set()

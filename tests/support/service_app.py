@@ -1,16 +1,19 @@
 """The service's app in process, for the tests that reach it over ASGI (``tests/service``):
-``app_client`` (the app with its lifespan running, and an httpx client to it) and a real
-runtime whose runs wait for a gate (``GatedRuntime``, built by ``gated_factory``), to hold
-batches in flight while a test looks."""
+``app_client`` (the app with its lifespan running, and an httpx client to it), a real runtime
+whose runs wait for a gate (``GatedRuntime``, built by ``gated_factory``), to hold batches in
+flight while a test looks, and ``until``, which lets the event loop run until something holds."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.engine.loading import LoadedRuntime, onnx_runtime_factory
 from service.frontend.app import create_app
@@ -24,6 +27,20 @@ def app_client(
     """``create_app(settings)`` (with ``factory`` building its runtimes, if given), its lifespan
     running, and an httpx client talking to it over ASGI."""
     return asgi_client(create_app(settings) if factory is None else create_app(settings, factory))
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    """Yield to the event loop until ``condition()`` (which may be a coroutine) holds; after
+    10,000 turns of the loop the test fails saying ``what`` never happened. The loop's own
+    progress is what is waited for, never a length of time."""
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        holds = condition()
+        if inspect.isawaitable(holds):
+            holds = await holds
+        if holds:
+            return
+    pytest.fail(f"{what} never happened")
 
 
 class GatedRuntime:

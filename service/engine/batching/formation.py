@@ -5,7 +5,8 @@ A pure function over lengths, so it is tested without a runtime or an event loop
 The oldest waiting sequence anchors the batch (so nothing starves); the batch then grows to
 the neighbours of the anchor in length order, always taking the one whose length is closest,
 while it stays within the size limit, the padded-step budget (``size x longest``) and the
-padding-efficiency target (``real steps / padded steps``).
+padding-efficiency target (``real steps / padded steps``). A model that takes no lengths gets
+exact-length batches: only sequences as long as the anchor join it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class BatchPolicy:
     """Padded steps: batch size x longest length."""
     padding_efficiency_target: float
     """Least real/padded steps a batch may have once it holds two or more sequences."""
+    exact_length: bool = False
+    """Only sequences of the anchor's length: for a model without a lengths input, whose
+    results padding would change (``ModelSpec.padding_sensitive``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ def select_batch(lengths: Sequence[int], anchor: int, policy: BatchPolicy) -> Se
         )
         candidate = left if take_left else right
         assert candidate is not None
+        if policy.exact_length and lengths[candidate] != lengths[anchor]:
+            break  # the closest neighbour differs, so every one further out does too
         new_short = min(shortest, lengths[candidate])
         new_long = max(longest, lengths[candidate])
         size = hi - lo + 2

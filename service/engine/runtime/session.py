@@ -14,11 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.names import INPUTS, LENGTHS
+from contract.model_config import ModelConfig
+from contract.names import CONFIG_FILENAME
 from contract.providers import CUDA, ProviderPreference
 from contract.sessions import create_session, read_spec
-from contract.spec import batch_axis, is_per_step
+from contract.spec import OutputSpec
 from padding import pad_sequences
+
+_INPUT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+}
+"""The dtype a sequence input takes (requests arrive as float32; ``contract.signature``)."""
+
+
+def sequence_result(array: np.ndarray, output: OutputSpec, row: int, length: int) -> np.ndarray:
+    """Row ``row`` of a batch's ``output`` ``array``: its batch axis gone, its time axis (if
+    any) cut to ``length``; contiguous, as the hand-off sends it."""
+    index: list[slice | int] = [slice(None)] * array.ndim
+    index[output.batch_axis] = row
+    if output.time_axis is not None:
+        index[output.time_axis] = slice(0, length)
+    picked = np.asarray(array[tuple(index)])  # a 0-d array, not a numpy scalar, for [B] outputs
+    return picked if picked.flags.c_contiguous else np.ascontiguousarray(picked)
 
 
 class ModelRuntime:
@@ -42,8 +61,17 @@ class ModelRuntime:
         self.session, self.provider = create_session(
             path, preference, intra_op_threads, cuda_device_id, cpu_mem_arena
         )
-        self.spec = read_spec(name, version, self.session)
+        config_path = path.parent.parent / CONFIG_FILENAME  # <repo>/<name>/config.pbtxt
+        config = ModelConfig.read(config_path) if config_path.is_file() else None
+        self.spec = read_spec(name, version, self.session, config, config_path.parent)
         self.path = path
+        self._input_dtype = _INPUT_DTYPES[self.session_input_type()]
+        self._lengths_dtype = np.int64 if self.spec.lengths_datatype == "INT64" else np.int32
+        self._outputs = {o.name: o for o in self.spec.outputs}
+
+    def session_input_type(self) -> str:
+        """ORT's type string of the sequence input (``tensor(float)``...)."""
+        return next(i.type for i in self.session.get_inputs() if i.name == self.spec.sequence_input)
 
     @property
     def on_gpu(self) -> bool:
@@ -57,41 +85,53 @@ class ModelRuntime:
         initial_states: Sequence[Mapping[str, np.ndarray] | None],
         output_names: Iterable[str],
     ) -> list[dict[str, np.ndarray]]:
-        """Run ``sequences`` (each ``(L_b, F)``) as one padded batch.
+        """Run ``sequences`` (each ``(L_b, F)``) as one padded batch, laid out as the model
+        takes it (``(B, T, F)``, or ``(T, B, F)`` time-major), with their lengths if it takes
+        them.
 
         ``initial_states[b]`` maps state input names to ``(dirs, H_n)`` arrays, or is None for
-        zeros. Returns per sequence a dict: ``logits``/``probs`` ``(C,)``, ``outputs``
-        ``(L_b, D)``, ``final_*`` ``(dirs, H_n)`` — only the outputs named.
+        zeros. Returns per sequence a dict of the outputs named, each without its batch axis
+        and with its time axis cut to ``L_b`` (``sequence_result``): for the contract's graphs
+        ``logits``/``probs`` ``(C,)``, ``outputs`` ``(L_b, D)``, ``final_*`` ``(dirs, H_n)``.
         """
         batch = len(sequences)
+        spec = self.spec
         padded, lengths = pad_sequences(sequences)
-        feeds: dict[str, np.ndarray] = {INPUTS: padded, LENGTHS: lengths}
+        if spec.padding_sensitive and lengths.min() != lengths.max():
+            # The batcher forms exact-length batches for such a model; padding would change
+            # its answers, so a mixed batch is a bug to stop at, not a run to make.
+            raise RuntimeError(f"{spec.name}: a batch of mixed lengths for a model without lengths")
+        if spec.time_major:
+            padded = padded.transpose(1, 0, 2)  # (T, B, F): a view, ORT copies it in
+        if self._input_dtype != np.float32:
+            padded = padded.astype(self._input_dtype)
+        feeds: dict[str, np.ndarray] = {spec.sequence_input: padded}
+        if spec.lengths_input is not None:
+            feeds[spec.lengths_input] = lengths.astype(self._lengths_dtype, copy=False)
         if any(state is not None for state in initial_states):
-            for state_input in self.spec.state_inputs:
+            for state_input in spec.state_inputs:
                 stacked = np.zeros((state_input.directions, batch, state_input.width), np.float32)
                 for row, state in enumerate(initial_states):
                     if state is not None and state_input.name in state:
                         stacked[:, row] = state[state_input.name]
                 feeds[state_input.name] = stacked
-        names = [n for n in self.spec.output_names if n in set(output_names)]
+        wanted = set(output_names)
+        names = [n for n in spec.output_names if n in wanted]
         if not names:  # ORT would return every output for an empty list
             return [{} for _ in range(batch)]
         results = self.session.run(names, feeds)
         per_sequence: list[dict[str, np.ndarray]] = [{} for _ in range(batch)]
         for out_name, array in zip(names, results, strict=True):
-            axis = batch_axis(out_name)
-            if array.shape[axis] != batch:
+            output = self._outputs[out_name]
+            if array.shape[output.batch_axis] != batch:
                 raise RuntimeError(
-                    f"output {out_name} has batch {array.shape[axis]} (axis {axis}), "
-                    f"expected {batch}"
+                    f"output {out_name} has batch {array.shape[output.batch_axis]} (axis "
+                    f"{output.batch_axis}), expected {batch}"
                 )
+            if array.dtype.kind == "f" and array.dtype != np.float32:
+                array = array.astype(np.float32)
             for row in range(batch):
-                if is_per_step(out_name):
-                    per_sequence[row][out_name] = array[row, : lengths[row]]
-                elif axis == 1:
-                    per_sequence[row][out_name] = np.ascontiguousarray(array[:, row])
-                else:
-                    per_sequence[row][out_name] = array[row]
+                per_sequence[row][out_name] = sequence_result(array, output, row, lengths[row])
         return per_sequence
 
     def warmup(self, batch_sizes: Sequence[int], lengths: Sequence[int]) -> float:

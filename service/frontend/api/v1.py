@@ -30,7 +30,7 @@ from service.registry import ServedModel
 TAGS = ("simple JSON API",)
 router = APIRouter(prefix="/v1", tags=list(TAGS))
 
-ReturnField = Literal["label", "probabilities", "logits", "outputs", "final_state"]
+ReturnField = Literal["label", "probabilities", "logits", "outputs", "final_state", "tensors"]
 
 
 class LayerState(BaseModel):
@@ -48,7 +48,8 @@ class PredictRequest(BaseModel):
     return_: list[ReturnField] = Field(
         default=list(DEFAULT_RETURN),  # type: ignore[arg-type]
         alias="return",
-        description="What to return per sequence.",
+        description="What to return per sequence. The default: label and probabilities for a "
+        "model with a class output, else tensors (every output by its name).",
     )
     initial_states: list[list[LayerState] | None] | None = Field(
         default=None,
@@ -64,6 +65,9 @@ class SequenceResult(BaseModel):
     logits: list[float] | None = None
     outputs: list[list[float]] | None = Field(None, description="Per-step outputs [L][D].")
     final_state: list[LayerState] | None = None
+    tensors: dict[str, Any] | None = Field(
+        None, description="Every output of the model by its name, this sequence's part of it."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -89,6 +93,8 @@ def model_summary(served: ServedModel) -> dict[str, Any]:
         labels=spec.labels,
         layers=spec.layers,
         accepts_initial_states=bool(spec.state_inputs),
+        outputs=spec.output_names,
+        **spec.signature(),
         metadata=spec.metadata,
     )
     return summary
@@ -109,24 +115,40 @@ async def get_model(request: Request, name: Annotated[str, Path()]) -> Response:
     return json_response(model_summary(context(request).registry.get(name)))
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    return (shifted / shifted.sum()).astype(np.float32)
+
+
 def _format(
     result: dict[str, np.ndarray], wanted: tuple[str, ...], served: ServedModel
 ) -> dict[str, Any]:
     spec = served.spec
     out: dict[str, Any] = {}
     if "label" in wanted:
-        index = int(np.argmax(result["probs"]))
+        assert spec.class_output is not None  # validation refused the field otherwise
+        index = int(np.argmax(result[spec.class_output]))
         out["label"], out["class_index"] = spec.labels[index], index
     if "probabilities" in wanted:
-        out["probabilities"] = result["probs"]
+        out["probabilities"] = (
+            result[spec.probs_output]
+            if spec.probs_output is not None
+            else _softmax(result[str(spec.logits_output)])  # a model that gives only logits
+        )
     if "logits" in wanted:
-        out["logits"] = result["logits"]
+        out["logits"] = result[str(spec.logits_output)]
     if "outputs" in wanted:
         out["outputs"] = result["outputs"]
     if "final_state" in wanted:
         out["final_state"] = [
             {"c": result[f"final_c_{n}"], "h": result[f"final_h_{n}"]} for n in range(spec.layers)
         ]
+    if "tensors" in wanted:
+        # orjson writes arrays but not 0-d ones (a [B] output's row): those as their value.
+        out["tensors"] = {
+            name: result[name].item() if result[name].ndim == 0 else result[name]
+            for name in spec.output_names
+        }
     return out
 
 

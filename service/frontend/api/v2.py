@@ -21,8 +21,6 @@ from service.frontend.api.responses import json_response
 from service.frontend.api.routes import InferenceRoute, Name, Version
 from service.frontend.api.v2_codec import (
     HEADER_LENGTH,
-    INPUTS,
-    LENGTHS,
     decode_infer_request,
     encode_infer_results,
     input_datatype,
@@ -142,14 +140,15 @@ def _metadata(served: ServedModel, all_versions: list[str]) -> dict[str, Any]:
         "versions": all_versions,
         "platform": "onnxruntime_onnx",
         "inputs": [
-            _tensor(INPUTS, spec.input_shapes[INPUTS], input_datatype(INPUTS)),
-            _tensor(LENGTHS, spec.input_shapes[LENGTHS], input_datatype(LENGTHS)),
+            _tensor(name, shape, input_datatype(name, spec))
+            for name, shape in spec.input_shapes.items()
         ],
-        "outputs": [_tensor(name, spec.output_shapes[name]) for name in spec.output_names],
+        "outputs": [_tensor(o.name, o.shape, o.datatype) for o in spec.outputs],
         "parameters": {
             "labels": spec.labels,
             "optional_inputs": [s.name for s in spec.state_inputs],
             "provider": served.runtime.provider if served.runtime else None,
+            **spec.signature(),
         },
     }
 

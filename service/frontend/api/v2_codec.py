@@ -6,16 +6,19 @@ raw tensors, in input order, for each input whose ``parameters.binary_data_size`
 (``parameters.binary_data`` on an output, or ``binary_data_output`` on the request: ``true``
 or ``false``, or those two strings).
 
-Inputs of a model: ``inputs`` ``[B, T, F]`` (or one sequence ``[T, F]``) FP32, optionally
-``lengths`` ``[B]`` (or ``[B, 1]``) INT32 — without it every sequence has ``T`` steps — and
-optionally initial states ``initial_{c|h}_{n}`` ``[dirs, B, H_n]`` FP32. Exactly these
-datatypes, the ones the model metadata gives, are accepted (as Triton does): FP16 would round
+Inputs of a model, by the names its graph gives them (``ModelSpec``; the contract's are
+``inputs`` and ``lengths``): the sequence input ``[B, T, F]`` (``[T, B, F]`` for a time-major
+model; or one sequence ``[T, F]``) FP32, optionally the lengths input ``[B]`` (or ``[B, 1]``)
+in the graph's integer datatype — without it every sequence has ``T`` steps — and optionally
+initial states ``initial_{c|h}_{n}`` ``[dirs, B, H_n]`` FP32. Exactly these datatypes, the
+ones the model metadata gives, are accepted (as Triton does): FP16 would round
 the inputs, and a silent conversion would make the same request mean different things here
 and on Triton. Everything a header says (names, datatypes, shapes, ``T`` against
 ``max_sequence_length``, the response's size) is checked before any tensor is built.
 
-Per-step ``outputs`` come back as ``[B, T_out, D]`` with ``T_out`` the longest of the
-``lengths`` (not the padded ``T`` of the request), zero past each sequence's length.
+Every output comes back in the graph's layout (``contract.spec.OutputSpec``): a per-step output
+such as ``outputs`` ``[B, T_out, D]`` has ``T_out`` the longest of the ``lengths`` (not the
+padded ``T`` of the request), zero past each sequence's length.
 
 Like ``validation``, this module imports neither ONNX Runtime nor FastAPI: its decoder and
 encoder run in the codec processes too.
@@ -31,8 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from contract.names import INPUTS, LENGTHS
-from contract.spec import batch_axis, is_per_step
+from contract.spec import ModelSpec, OutputSpec
 from service.errors import InvalidInput, MalformedRequest
 from service.frontend.api.validation import (
     BINARY_BYTES_PER_VALUE,
@@ -68,19 +70,24 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 """The V2 datatypes of numbers, for reading tensors; which one each input accepts is
 ``input_datatype``."""
 INPUT_DATATYPE = "FP32"
-LENGTHS_DATATYPE = "INT32"
 MAX_RANK = 4  # inputs [B, T, F], lengths [B] or [B, 1], states [dirs, B, H]
 
 
-def input_datatype(name: str) -> str:
-    """The one datatype accepted (and advertised in the metadata) for input ``name``."""
-    return LENGTHS_DATATYPE if name == LENGTHS else INPUT_DATATYPE
+def input_datatype(name: str, spec: ModelSpec) -> str:
+    """The one datatype accepted (and advertised in the metadata) for input ``name``: the
+    graph's for the lengths (INT32 or INT64), FP32 for the sequence and the states."""
+    return spec.lengths_datatype if name == spec.lengths_input else INPUT_DATATYPE
 
 
 @dataclass(frozen=True)
 class RequestedOutput:
-    name: str
+    output: OutputSpec
+    """The output asked for, with the axes its answer is assembled on."""
     binary: bool
+
+    @property
+    def name(self) -> str:
+        return self.output.name
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,9 @@ def _tensors(header: dict[str, Any], binary: memoryview, rules: RequestRules) ->
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
-    known = [INPUTS, LENGTHS, *(s.name for s in rules.states)]
+    spec = rules.spec
+    known = [spec.sequence_input, *([spec.lengths_input] if spec.lengths_input else [])]
+    known += [s.name for s in rules.states]
     max_elements = rules.max_sequences * rules.max_length * max(rules.input_size, 1)
     tensors: dict[str, _Tensor] = {}
     offset = 0
@@ -219,7 +228,7 @@ def _tensors(header: dict[str, Any], binary: memoryview, rules: RequestRules) ->
         count = math.prod(shape)
         if count > max_elements:
             raise InvalidInput(f"{where} has {count} elements; the limit is {max_elements}")
-        datatype, accepted = raw.get("datatype"), input_datatype(name)
+        datatype, accepted = raw.get("datatype"), input_datatype(name, spec)
         if datatype != accepted:
             shown = repr(datatype)[:40]
             raise InvalidInput(
@@ -252,29 +261,35 @@ def _tensors(header: dict[str, Any], binary: memoryview, rules: RequestRules) ->
 
 
 def _batch_and_steps(tensors: dict[str, _Tensor], rules: RequestRules) -> tuple[int, int]:
-    """``B`` and the padded length ``T`` from the shape of ``inputs``, both within the limits,
-    and the other inputs' shapes checked against them."""
-    if INPUTS not in tensors:
-        raise InvalidInput(f"the request has no {INPUTS!r} input")
-    shape = tensors[INPUTS].shape
+    """``B`` and the padded length ``T`` from the shape of the sequence input, both within the
+    limits, and the other inputs' shapes checked against them."""
+    spec = rules.spec
+    sequence, lengths_input = spec.sequence_input, spec.lengths_input
+    if sequence not in tensors:
+        raise InvalidInput(f"the request has no {sequence!r} input")
+    shape = tensors[sequence].shape
+    layout = "T, B" if spec.time_major else "B, T"
     if len(shape) not in (2, 3) or shape[-1] != rules.input_size:
         raise InvalidInput(
-            f"{INPUTS!r} must have shape [B, T, {rules.input_size}] or [T, {rules.input_size}], "
-            f"got {list(shape)}"
+            f"{sequence!r} must have shape [{layout}, {rules.input_size}] or "
+            f"[T, {rules.input_size}], got {list(shape)}"
         )
-    batch, steps = (1, shape[0]) if len(shape) == 2 else shape[:2]
+    if len(shape) == 2:
+        batch, steps = 1, shape[0]
+    else:
+        batch, steps = (shape[1], shape[0]) if spec.time_major else shape[:2]
     check_count(batch, rules)
     if steps == 0:
         raise InvalidInput("zero-length sequences are not accepted")
     if steps > rules.max_length:
         raise InvalidInput(
-            f"{INPUTS!r} has T = {steps} steps (its padded length); the limit is "
+            f"{sequence!r} has T = {steps} steps (its padded length); the limit is "
             f"{rules.max_length} (max_sequence_length)"
         )
-    if LENGTHS in tensors and tensors[LENGTHS].shape not in ((batch,), (batch, 1)):
+    if lengths_input in tensors and tensors[lengths_input].shape not in ((batch,), (batch, 1)):
         raise InvalidInput(
-            f"{LENGTHS!r} must have shape [{batch}] (one per sequence), got "
-            f"{list(tensors[LENGTHS].shape)}"
+            f"{lengths_input!r} must have shape [{batch}] (one per sequence), got "
+            f"{list(tensors[lengths_input].shape)}"
         )
     for state in rules.states:
         expected = (state.directions, batch, state.width)
@@ -289,8 +304,9 @@ def _batch_and_steps(tensors: dict[str, _Tensor], rules: RequestRules) -> tuple[
 def _requested_outputs(header: dict[str, Any], rules: RequestRules) -> list[RequestedOutput]:
     params = _parameters(header.get("parameters"), "the request")
     binary_output = _flag(params.get("binary_data_output", False), "parameters.binary_data_output")
+    spec = rules.spec
     if "outputs" not in header:
-        return [RequestedOutput(name, binary_output) for name in rules.output_names]
+        return [RequestedOutput(output, binary_output) for output in spec.outputs]
     raw_outputs = header["outputs"]
     if not isinstance(raw_outputs, list) or not raw_outputs:
         raise InvalidInput("'outputs' must be a non-empty list (leave it out for every output)")
@@ -302,10 +318,10 @@ def _requested_outputs(header: dict[str, Any], rules: RequestRules) -> list[Requ
         binary = _flag(
             out_params.get("binary_data", binary_output), f"outputs[{k}].parameters.binary_data"
         )
-        outputs.append(RequestedOutput(raw["name"], binary))
-    unknown = [o.name for o in outputs if o.name not in rules.output_shapes]
-    if unknown:
-        raise InvalidInput(f"unknown outputs {unknown}; this model has {rules.output_names}")
+        if raw["name"] not in rules.output_shapes:
+            unknown = [o["name"] for o in raw_outputs if o["name"] not in rules.output_shapes]
+            raise InvalidInput(f"unknown outputs {unknown}; this model has {rules.output_names}")
+        outputs.append(RequestedOutput(spec.output(raw["name"]), binary))
     return outputs
 
 
@@ -326,8 +342,8 @@ def _lengths(tensor: _Tensor | None, batch: int, steps: int, booleans: bool) -> 
     lengths = tensor.array(booleans).reshape(batch).astype(np.int64)
     if lengths.min() < 1 or lengths.max() > steps:
         raise InvalidInput(
-            f"{LENGTHS!r} must lie in [1, {steps}] (the padded length); zero-length sequences "
-            "are not accepted"
+            f"{tensor.name!r} must lie in [1, {steps}] (the padded length); zero-length "
+            "sequences are not accepted"
         )
     return lengths
 
@@ -345,7 +361,8 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
     batch, steps = _batch_and_steps(tensors, rules)
     outputs = _requested_outputs(header, rules)
     booleans = may_hold_booleans(text)
-    lengths = _lengths(tensors.get(LENGTHS), batch, steps, booleans)
+    spec = rules.spec
+    lengths = _lengths(tensors.get(spec.lengths_input or ""), batch, steps, booleans)
     longest = int(lengths.max())
     response_bytes = infer_response_bytes(outputs, batch, longest, rules)
     check_response_size(
@@ -354,9 +371,13 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
         "ask for fewer outputs or for binary ones (binary_data), or send fewer or shorter "
         "sequences",
     )
-    padded = tensors[INPUTS].array(booleans).reshape(batch, steps, rules.input_size)
+    sequence_input = spec.sequence_input
+    padded = tensors[sequence_input].array(booleans)
+    if spec.time_major and padded.ndim == 3:
+        padded = padded.transpose(1, 0, 2)  # (B, T, F) views; check_sequence makes them compact
+    padded = padded.reshape(batch, steps, rules.input_size)
     sequences = [
-        check_sequence(padded[b, : lengths[b]], rules, f"sequence {b} of {INPUTS!r}")
+        check_sequence(padded[b, : lengths[b]], rules, f"sequence {b} of {sequence_input!r}")
         for b in range(batch)
     ]
     states: list[dict[str, np.ndarray] | None] = [None] * batch
@@ -390,16 +411,26 @@ def decode_infer_request(body: bytes, header_length: str | None, rules: RequestR
     )
 
 
-def assemble(name: str, results: Sequence[dict[str, np.ndarray]], steps: int) -> np.ndarray:
-    """Stack per-sequence results into the batch layout: ``outputs`` ``(B, steps, D)``, zero
-    past each sequence's length; ``final_*`` ``(dirs, B, H_n)``; the others ``(B, C)``."""
-    if is_per_step(name):
-        width = results[0][name].shape[1]
-        stacked = np.zeros((len(results), steps, width), dtype=np.float32)
-        for b, result in enumerate(results):
-            stacked[b, : len(result[name])] = result[name]
-        return stacked
-    return np.stack([result[name] for result in results], axis=batch_axis(name))
+def assemble(
+    output: OutputSpec, results: Sequence[dict[str, np.ndarray]], steps: int
+) -> np.ndarray:
+    """Stack per-sequence results into the batch layout of ``output``: on its batch axis, and
+    its time axis (if any) ``steps`` long, zero past each sequence's length. For the contract's
+    graphs: ``outputs`` ``(B, steps, D)``, ``final_*`` ``(dirs, B, H_n)``, the others
+    ``(B, C)``."""
+    name = output.name
+    time_axis = output.sequence_time_axis()
+    if time_axis is None:
+        return np.stack([result[name] for result in results], axis=output.batch_axis)
+    first = results[0][name]
+    shape = list(first.shape)
+    shape[time_axis] = steps
+    stacked = np.zeros((len(results), *shape), dtype=first.dtype)  # batch first, then moved
+    for b, result in enumerate(results):
+        index: list[slice | int] = [b] + [slice(None)] * len(shape)
+        index[1 + time_axis] = slice(0, result[name].shape[time_axis])
+        stacked[tuple(index)] = result[name]
+    return np.moveaxis(stacked, 0, output.batch_axis)
 
 
 def encode_infer_results(
@@ -412,8 +443,25 @@ def encode_infer_results(
 ) -> tuple[bytes, int | None]:
     """The response to a request whose per-sequence ``results`` came back: see
     ``encode_infer_response``."""
-    arrays = [(o.name, assemble(o.name, results, steps), o.binary) for o in outputs]
+    arrays = [(o.name, assemble(o.output, results, steps), o.binary) for o in outputs]
     return encode_infer_response(model, version, request_id, arrays)
+
+
+_ANSWERED = {
+    "f": ("FP32", "<f4"),
+    "i": ("INT64", "<i8"),
+    "u": ("INT64", "<i8"),
+    "b": ("BOOL", "|b1"),
+}
+"""The V2 datatype and wire dtype of each numpy kind: every float as FP32, every integer as
+INT64 unless it is INT32 (``_wire``)."""
+
+
+def _wire(array: np.ndarray) -> tuple[str, np.ndarray]:
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 4 and array.dtype != np.uint32:
+        return "INT32", np.ascontiguousarray(array, dtype="<i4")
+    datatype, dtype = _ANSWERED[array.dtype.kind]
+    return datatype, np.ascontiguousarray(array, dtype=dtype)
 
 
 def encode_infer_response(
@@ -424,15 +472,17 @@ def encode_infer_response(
 ) -> tuple[bytes, int | None]:
     """Body and, when any output is binary, the JSON header's length.
 
-    ``outputs`` holds ``(name, array, binary)``; arrays are float32 (``FP32``).
+    ``outputs`` holds ``(name, array, binary)``; float arrays are answered as ``FP32``, integers
+    as ``INT32`` or ``INT64``, booleans as ``BOOL`` (``contract.sessions.probe_outputs`` says
+    which each output is).
     """
     entries = []
     blobs = []
     for name, array, binary in outputs:
-        data = np.ascontiguousarray(array, dtype=np.float32)
-        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(data.shape)}
+        datatype, data = _wire(array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(data.shape)}
         if binary:
-            blob = data.astype("<f4", copy=False).tobytes()
+            blob = data.tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from contract.spec import ModelSpec, StateInput, batch_axis, is_per_step
+from contract.names import OUTPUTS
+from contract.spec import ModelSpec, StateInput
 from service.errors import InvalidInput, MalformedRequest, ResponseTooLarge
 from service.streaming import StreamChunk, check_streamable, stream_chunk
 
@@ -100,14 +101,13 @@ class RequestRules:
 
     def output_values(self, name: str, batch: int, steps: int) -> int:
         """Values in output ``name`` for ``batch`` sequences padded to ``steps``: its batch axis
-        (``contract.spec.batch_axis``) counts ``batch``, the time axis of a per-step output
-        ``steps``."""
-        batch_at = batch_axis(name)
+        counts ``batch``, its time axis (if any) ``steps`` (``contract.spec.OutputSpec``)."""
+        output = self.spec.output(name)
         count = 1
-        for axis, size in enumerate(self.output_shapes.get(name, (-1,))):
-            if axis == batch_at:
+        for axis, size in enumerate(output.shape):
+            if axis == output.batch_axis:
                 count *= batch
-            elif is_per_step(name) and axis == 1:
+            elif axis == output.time_axis:
                 count *= steps
             elif size > 0:
                 count *= size
@@ -254,15 +254,48 @@ def encode_json(content: Any) -> bytes:
 
 
 # -- the simple JSON API (v1) --------------------------------------------------------------------
-RETURN_FIELDS: dict[str, tuple[str, ...]] = {
-    "label": ("probs",),
-    "probabilities": ("probs",),
-    "logits": ("logits",),
-    "outputs": ("outputs",),
-    "final_state": (),  # filled per model: every final_c_n / final_h_n
-}
-"""What each v1 ``return`` field needs of the model's outputs."""
+RETURN_FIELDS = ("label", "probabilities", "logits", "outputs", "final_state", "tensors")
+"""What a v1 request may ask for per sequence: the class and its index, the probabilities (the
+model's, or the softmax of its logits), the logits, the contract's per-step ``outputs``, the
+final states, and ``tensors``: every output of the model by its own name."""
 DEFAULT_RETURN = ("label", "probabilities")
+"""For a model with a class output; a model without one returns ``tensors``."""
+
+
+def default_return(spec: ModelSpec) -> tuple[str, ...]:
+    return DEFAULT_RETURN if spec.class_output is not None else ("tensors",)
+
+
+def return_outputs(field_name: str, spec: ModelSpec) -> tuple[str, ...]:
+    """The model outputs v1's ``field_name`` is made of; 422 naming what the model lacks."""
+    needed: tuple[str | None, ...]
+    if field_name == "label":
+        needed = (spec.class_output,)
+    elif field_name == "probabilities":
+        needed = (spec.probs_output or spec.logits_output,)
+    elif field_name == "logits":
+        needed = (spec.logits_output,)
+    elif field_name == "outputs":
+        needed = (OUTPUTS if OUTPUTS in spec.output_names else None,)
+    elif field_name == "final_state":
+        needed = tuple(s.output for s in spec.state_inputs) or (None,)
+    else:
+        needed = tuple(spec.output_names)
+    if None in needed:
+        raise InvalidInput(
+            f"model {spec.name} cannot return {field_name!r}: it has no "
+            + {
+                "label": "class output (probabilities or logits)",
+                "probabilities": "class output (probabilities or logits)",
+                "logits": "logits output",
+                "outputs": "per-step output 'outputs'",
+                "final_state": "state outputs",
+            }[field_name]
+            + f"; ask for 'tensors' (its outputs {spec.output_names} by name)"
+        )
+    return tuple(name for name in needed if name is not None)
+
+
 _PREDICT_FIELDS = {
     "sequences",
     "return",
@@ -287,9 +320,9 @@ class PredictInput:
     """The stream this request is a chunk of (``sequence_id``), or None."""
 
 
-def wanted_fields(raw: Any) -> tuple[str, ...]:
+def wanted_fields(raw: Any, spec: ModelSpec) -> tuple[str, ...]:
     if raw is None:
-        return DEFAULT_RETURN
+        return default_return(spec)
     if (
         not isinstance(raw, list)
         or not raw
@@ -315,9 +348,16 @@ def predict_response_bytes(
         per_sequence += sum(s.directions * (s.width * per_value + 2) + 8 for s in rules.states)
     size = 256 + sum(max(len(label), 1) * 6 + 3 for label in rules.labels)
     size += per_sequence * len(lengths)
+    per_step = []
     if "outputs" in wanted:
-        width = rules.output_values("outputs", 1, 1)
-        size += sum(lengths) * (width * per_value + 2)
+        per_step.append(OUTPUTS)
+    if "tensors" in wanted:
+        per_step.extend(rules.output_names)
+    for name in per_step:
+        # A per-step output grows with each length; any other is the same size for each.
+        size += sum(
+            rules.output_values(name, 1, length) * (per_value + 1) + 32 for length in lengths
+        )
     return size
 
 
@@ -330,9 +370,8 @@ def decode_predict_request(body: bytes, rules: RequestRules) -> PredictInput:
     unknown = set(raw) - _PREDICT_FIELDS
     if unknown:
         raise InvalidInput(f"unknown fields: {sorted(unknown)}")
-    wanted = wanted_fields(raw.get("return"))
-    if "final_state" in wanted and not rules.states:
-        raise InvalidInput(f"model {rules.model} does not expose its states")
+    wanted = wanted_fields(raw.get("return"), rules.spec)
+    names = {n for w in wanted for n in return_outputs(w, rules.spec)}
     raw_sequences = _sequence_lists(raw["sequences"], rules)
     response_bytes = predict_response_bytes([len(s) for s in raw_sequences], wanted, rules)
     check_response_size(
@@ -349,9 +388,6 @@ def decode_predict_request(body: bytes, rules: RequestRules) -> PredictInput:
     )
     if stream is not None:
         check_stream(stream, rules, len(sequences), any(s is not None for s in states))
-    names = {n for w in wanted for n in RETURN_FIELDS[w]}
-    if "final_state" in wanted:
-        names |= {s.output for s in rules.states}
     return PredictInput(sequences, states, wanted, frozenset(names), response_bytes, stream)
 
 

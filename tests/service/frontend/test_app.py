@@ -13,7 +13,7 @@ import pytest
 
 from service.engine.batching import batcher as batcher_module
 from service.engine.loading import onnx_runtime_factory
-from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.service_app import GatedRuntime, app_client, gated_factory, until
 from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
@@ -41,12 +41,11 @@ async def test_full_queue_answers_429_and_accepted_requests_complete(
         running = asyncio.ensure_future(http.post(url, json={"sequences": [[GOOD_STEP]]}))
         assert await asyncio.to_thread(runtime.started.acquire, True, 10)  # holds the slot
         queued = asyncio.ensure_future(http.post(url, json={"sequences": [[GOOD_STEP]] * 2}))
-        for _ in range(10_000):  # yield to the loop until the queued request is in the batcher
-            await asyncio.sleep(0)
-            if 'lstm_queue_depth{model="tiny_bi"} 2.0' in (await http.get("/metrics")).text:
-                break
-        else:
-            pytest.fail("the second request never reached the queue")
+
+        async def queued_two() -> bool:
+            return 'lstm_queue_depth{model="tiny_bi"} 2.0' in (await http.get("/metrics")).text
+
+        await until(queued_two, "the second request's queueing")
         rejected = await http.post(url, json={"sequences": [[GOOD_STEP]]})
         assert rejected.status_code == 429
         assert rejected.headers["Retry-After"] == "1"

@@ -13,7 +13,7 @@ import pytest
 
 from service.errors import Overloaded
 from tests.support.fake_runtime import held_batcher, seq, submit
-from tests.support.service_app import GatedRuntime, app_client, gated_factory
+from tests.support.service_app import GatedRuntime, app_client, gated_factory, until
 from tests.support.tiny_repository import FEATURES, tiny_settings
 
 pytestmark = pytest.mark.anyio
@@ -70,15 +70,12 @@ async def test_requests_that_timed_out_in_the_queue_do_not_cause_429s(
         expired = await http.post(URL, json={"sequences": [[STEP]] * 2})  # fills the queue
         assert expired.status_code == 504  # its deadline passed while the slot stayed busy
         after = asyncio.ensure_future(http.post(URL, json={"sequences": [[STEP]] * 2}))
-        for _ in range(10_000):  # yield to the loop until it is queued (or refused)
-            await asyncio.sleep(0)
-            if (
-                after.done()
-                or 'lstm_sequences_total{model="tiny_bi"} 5.0' in (await http.get("/metrics")).text
-            ):
-                break
-        else:
-            pytest.fail("the third request was neither queued nor refused")
+
+        async def queued_or_refused() -> bool:
+            metrics = (await http.get("/metrics")).text
+            return after.done() or 'lstm_sequences_total{model="tiny_bi"} 5.0' in metrics
+
+        await until(queued_or_refused, "the third request's queueing or refusal")
         gate.set()
         response = await after
         assert response.status_code == 200, response.text  # before: 429 from a dead queue

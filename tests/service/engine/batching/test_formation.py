@@ -49,6 +49,26 @@ def test_efficiency_target_splits_short_from_long() -> None:
     assert sorted(lengths[k] for k in long.indices) == [100, 101, 102]
 
 
+@pytest.mark.parametrize("anchor", [0, 2, 3])
+def test_exact_length_takes_only_the_anchors_length(anchor: int) -> None:
+    lengths = [7, 6, 7, 8, 7, 7, 6]
+    exact = BatchPolicy(
+        max_batch_size=64, max_batch_tokens=10_000, padding_efficiency_target=0.0, exact_length=True
+    )
+    selection = select_batch(lengths, anchor, exact)
+    assert sorted(selection.indices) == [k for k, n in enumerate(lengths) if n == lengths[anchor]]
+    assert selection.real_steps == selection.padded_steps  # no padding at all
+    assert not selection.full  # more of this length may come
+
+
+def test_exact_length_still_keeps_the_size_limit() -> None:
+    exact = BatchPolicy(
+        max_batch_size=2, max_batch_tokens=10_000, padding_efficiency_target=0.0, exact_length=True
+    )
+    selection = select_batch([5, 5, 5, 4], 0, exact)
+    assert len(selection.indices) == 2 and selection.full
+
+
 def test_without_efficiency_target_everything_fits_one_batch() -> None:
     lengths = [5, 100, 6, 101, 7, 102]
     selection = select_batch(lengths, 0, policy(efficiency=0.0))

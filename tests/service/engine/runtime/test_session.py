@@ -82,7 +82,9 @@ def test_a_graph_outside_the_contract_is_refused_when_loaded(tmp_path: Path) -> 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, tmp_path / "model.onnx")
-    with pytest.raises(ContractError, match=r"graph inputs must be exactly .* got \['x'\]"):
+    with pytest.raises(
+        ContractError, match=r"no input can be the sequence: none is float of rank 3"
+    ):
         ModelRuntime(tmp_path / "model.onnx", "other", "1", "cpu", 1)
 
 
