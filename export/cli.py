@@ -356,6 +356,8 @@ def export_torch_module(args: argparse.Namespace, labels: tuple[str, ...]) -> in
         f"imported {args.torch_module}: {config.architecture} {list(config.layer_sizes)}, "
         f"{config.input_size} features, {config.num_classes} classes; {imported.check.format()}"
     )
+    for path in imported.layout.softmax:  # not an error: the graph answers probs too
+        print(f"note: {path} (nn.Softmax) is not part of the graph, which returns logits and probs")
     print(f"exporting as {args.name!r} (version {args.version or 'next'}) into {args.repository}")
     return run_export(
         lambda: export_model(

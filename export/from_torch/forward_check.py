@@ -17,6 +17,7 @@ Shapes: ``L`` one sequence's length, ``F`` input features, ``C`` classes.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,12 +93,13 @@ def check_forward(
         ours = torch_outputs(model, sequence, np.array([length]))
         reference = torch_outputs(exact, sequence, np.array([length]))
         for name, found in errors.items():
-            found.append((float(np.max(np.abs(returned - ours[name]))), length))
+            error = float(np.max(np.abs(returned - ours[name])))
+            found.append((error if math.isfinite(error) else math.inf, length))  # NaN: worst
             floor = max(floor, float(np.max(np.abs(ours[name] - reference[name]))))
     limit = settings.resolved_tolerance + settings.noise_factor * floor
     worst = {name: max(found) for name, found in errors.items()}
     for name in (LOGITS, PROBS):
-        if worst[name][0] <= limit:  # false for NaN
+        if worst[name][0] <= limit:
             return ForwardCheck(name, worst[name][0], limit, len(lengths))
     (logit_error, length), (prob_error, _) = worst[LOGITS], worst[PROBS]
     raise TorchImportError(

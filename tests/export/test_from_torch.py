@@ -23,10 +23,18 @@ import torch
 from torch import nn
 
 from export.cli import main
-from export.from_torch import import_torch_model
+from export.from_torch import (
+    TorchImportError,
+    check_forward,
+    import_torch_model,
+    map_module,
+    to_classifier,
+)
 from export.metadata import read_metadata
 from export.reference import random_padded_batch
-from models.checkpoint import file_sha256
+from export.verify import VerifySettings
+from models.architectures import LSTMClassifier
+from models.checkpoint import file_sha256, save_checkpoint
 from tests.export import user_models
 from tests.export.user_models import CLASSES, FEATURES
 from tests.support.service_app import app_client
@@ -308,6 +316,40 @@ def test_a_state_dict_that_does_not_fit_exits_2_naming_the_keys(
     assert main([*argv, "--repository", str(tmp_path / "repo"), *FAST]) == 2
     out = capsys.readouterr().out
     assert "missing keys [head.weight]; unexpected keys [head.weights]" in out
+
+
+def test_a_file_that_is_no_state_dict_exits_2(
+    make_model: Callable[..., LSTMClassifier], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--torch-module", f"{USER}:StackedNet", "--name", "m", "--repository", str(tmp_path)]
+    missing = tmp_path / "missing.pt"
+    assert main([*argv, "--state-dict", str(missing)]) == 2
+    assert f"cannot read the state_dict {missing}: FileNotFoundError" in capsys.readouterr().out
+    checkpoint = save_checkpoint(tmp_path / "ckpt.pt", make_model(False, (6, 4)))
+    assert main([*argv, "--state-dict", str(checkpoint)]) == 2  # this project's own checkpoint
+    assert f"{checkpoint} does not hold a state_dict" in capsys.readouterr().out
+
+
+def test_a_forward_that_gives_nan_matches_nothing(tmp_path: Path) -> None:
+    class NaNNet(user_models.StackedNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    user = NaNNet()
+    model = to_classifier(map_module(user))
+    with pytest.raises(TorchImportError, match="differs from the graph's logits by inf"):
+        check_forward(user, model, batch_first=True, settings=VerifySettings(max_length=8))
+
+
+def test_a_softmax_module_is_noted_and_the_probs_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, repository = export_user(tmp_path, f"{USER}:build_unidirectional", CASES["uni2"].build)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "note: softmax (nn.Softmax) is not part of the graph" in out
+    assert "its forward returns the graph's probs" in out
+    assert (repository / "m" / "1" / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize(
