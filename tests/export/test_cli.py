@@ -1,6 +1,7 @@
 """``export.cli`` (``python -m export``) end to end, on tiny models: flags, the report, the
 up-to-date check, exit statuses. (``python -m export.defaults``: ``test_defaults.py``;
-``python -m export.from_tf``: ``test_from_tf.py``.)"""
+``python -m export.from_tf``: ``test_from_tf.py``; ``python -m export --torch-module``:
+``test_from_torch.py``.)"""
 
 from __future__ import annotations
 
@@ -40,6 +41,28 @@ def test_help_lists_the_flags() -> None:
     assert result.returncode == 0, result.stderr
     for flag in ("--name", "--version", "--repository", "--provider", "--tolerance"):
         assert flag in result.stdout
+    for flag in ("--torch-module", "--state-dict", "--torch-kwargs", "--labels"):
+        assert flag in result.stdout
+
+
+def test_help_and_bad_flags_import_no_torch() -> None:
+    """``--help`` stays fast: torch (and the user's module) only once the arguments are good."""
+    program = (
+        "import sys\n"
+        "from export.cli import main\n"
+        "for argv in (['--help'], ['--torch-module', 'm:f', '--name', 'x']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False"
+    assert "needs --state-dict" in result.stderr
 
 
 def test_export_prints_the_report_and_writes_the_repository(
