@@ -16,6 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from contract import sessions as sessions_module
 from contract.providers import CPU, CUDA, ProviderUnavailableError
@@ -308,3 +309,32 @@ def test_labels_are_one_name_per_class_or_the_indices(
     if labels is not None:
         view.metadata["labels"] = labels
     assert read_spec("tiny_uni", "1", view).labels == expected  # type: ignore[arg-type]
+
+
+def _identity_model(opset: int, ir_version: int) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("opset", "ir_version", "words", "fix"),
+    [
+        (17, 14, "ONNX IR version 14; ONNX Runtime", "m.ir_version = 13"),
+        (40, 10, "the graph uses opset 40 of ai.onnx; ONNX Runtime", "opset_version="),
+    ],
+)
+def test_a_file_newer_than_onnx_runtime_fails_with_what_to_do(
+    opset: int, ir_version: int, words: str, fix: str
+) -> None:
+    with pytest.raises(ContractError) as raised:
+        create_session(_identity_model(opset, ir_version), "cpu", 1)
+    assert words in str(raised.value) and fix in str(raised.value)
+
+
+def test_an_older_opset_and_ir_version_load() -> None:
+    session, _ = create_session(_identity_model(13, 7), "cpu", 1)
+    assert [i.name for i in session.get_inputs()] == ["x"]
