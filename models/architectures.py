@@ -38,13 +38,8 @@ from models.rnn import (
     reverse_sequence,
     stack_bidirectional_dynamic_rnn,
 )
+from models.topology import PER_DIRECTION, STACKED, TOPOLOGIES
 from models.weights import tf_to_torch_lstm, torch_to_tf_lstm
-
-STACKED = "stacked"
-"""Each bidirectional layer reads both directions of the layer below (the default)."""
-PER_DIRECTION = "per_direction"
-"""One stack per direction, concatenated only at the top."""
-TOPOLOGIES = (STACKED, PER_DIRECTION)
 
 LSTM_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 """The parameters of one direction of one layer, in torch layout (see ``direction_weights``)."""

@@ -15,13 +15,13 @@ import pytest
 from export.from_tf import main
 from export.metadata import read_metadata
 from tests.support.servers import Server
-from tests.support.tf1_shipped import DATA_DIR, MODELS, load_expected, load_manifest
+from tests.support.tf1_shipped import MODELS, load_expected, load_manifest, model_dir
 
 TOL = 1e-5
 
 
 def export(name: str, repo: Path, *extra: str) -> int:
-    folder = DATA_DIR / name
+    folder = model_dir(name)
     return main(
         [
             str(folder),
@@ -51,8 +51,14 @@ def tf_outputs(name: str, expected: dict[str, np.ndarray]) -> dict[str, np.ndarr
     out = {"logits": expected["logits"], "probs": expected["probs"]}
     if "outputs_fw" in expected:
         out["outputs"] = np.concatenate([expected["outputs_fw"], expected["outputs_bw"]], axis=2)
-        out["final_c_0"] = np.stack([expected["final_c_fw"], expected["final_c_bw"]])
-        out["final_h_0"] = np.stack([expected["final_h_fw"], expected["final_h_bw"]])
+        layers = sum(cell["direction"] == "fw" for cell in load_manifest(name)["cells"])
+        for n in range(layers):
+            # Several layers: final_{c,h}_{n}_{fw,bw}; one (bidi_lstm): final_{c,h}_{fw,bw}.
+            layer = f"_{n}" if layers > 1 else ""
+            for state in ("c", "h"):
+                out[f"final_{state}_{n}"] = np.stack(
+                    [expected[f"final_{state}{layer}_{way}"] for way in ("fw", "bw")]
+                )
     else:
         out["outputs"] = expected["outputs"]
         layers = len(load_manifest(name)["cells"])
@@ -63,7 +69,7 @@ def tf_outputs(name: str, expected: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def test_list_variables(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(DATA_DIR / "multi_lstm"), "--list-variables"]) == 0
+    assert main([str(model_dir("multi_lstm")), "--list-variables"]) == 0
     printed = capsys.readouterr().out
     assert "rnn/multi_rnn_cell/cell_1/lstm_cell/kernel" in printed and "[80, 192]" in printed
     assert "Adam" not in printed.split("(and")[0]  # optimizer slots summarised, not listed
@@ -71,13 +77,13 @@ def test_list_variables(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_written_description_round_trips(tmp_path: Path) -> None:
     description = tmp_path / "desc.json"
-    assert main([str(DATA_DIR / "basic_lstm"), "--write-description", str(description)]) == 0
+    assert main([str(model_dir("basic_lstm")), "--write-description", str(description)]) == 0
     repo = tmp_path / "repo"
     code = main(
         [
-            str(DATA_DIR / "basic_lstm"),
+            str(model_dir("basic_lstm")),
             "--description", str(description),
-            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--reference", str(model_dir("basic_lstm") / "expected.npz"),
             "--name", "guessed",
             "--repository", str(repo),
         ]
@@ -119,9 +125,9 @@ def test_wrong_forget_bias_fails_the_reference_and_writes_nothing(tmp_path: Path
     description.write_text(json.dumps(manifest))
     code = main(
         [
-            str(DATA_DIR / "basic_lstm"),
+            str(model_dir("basic_lstm")),
             "--description", str(description),
-            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--reference", str(model_dir("basic_lstm") / "expected.npz"),
             "--name", "wrong",
             "--repository", str(tmp_path / "repo"),
         ]
