@@ -36,6 +36,7 @@ METADATA_KEYS = (
     "architecture",
     "layer_sizes",
     "bidirectional",
+    "topology",
     "input_size",
     "num_classes",
     "labels",

@@ -34,8 +34,9 @@ def reference_errors(model: Any, reference: Path) -> dict[str, float]:
 
     The file holds ``inputs`` ``(B, T, F)`` and ``lengths`` ``(B,)``, and any of: ``logits``,
     ``probs``, ``outputs`` (unidirectional) or ``outputs_fw``/``outputs_bw``, ``final_c_{n}``/
-    ``final_h_{n}`` per layer (unidirectional) or ``final_{c,h}_{fw,bw}`` (top bidirectional
-    layer). Each array present is compared.
+    ``final_h_{n}`` per layer (unidirectional), ``final_{c,h}_{n}_{fw,bw}`` per layer and
+    direction, or ``final_{c,h}_{fw,bw}`` (top bidirectional layer). Each array present is
+    compared.
     """
     from export.reference import torch_outputs
 
@@ -53,6 +54,9 @@ def reference_errors(model: Any, reference: Path) -> dict[str, float]:
     for n in range(layers):
         ours[f"final_c_{n}"] = out[final_c(n)][0]
         ours[f"final_h_{n}"] = out[final_h(n)][0]
+        for direction, way in enumerate(("fw", "bw")[: out[final_c(n)].shape[0]]):
+            ours[f"final_c_{n}_{way}"] = out[final_c(n)][direction]
+            ours[f"final_h_{n}_{way}"] = out[final_h(n)][direction]
     top_c, top_h = out[final_c(layers - 1)], out[final_h(layers - 1)]
     if top_c.shape[0] == 2:
         ours["final_c_fw"], ours["final_h_fw"] = top_c[0], top_h[0]
@@ -146,9 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}")
         return 2
     config = model.config
+    wiring = f" ({config.topology})" if config.bidirectional and len(config.layer_sizes) > 1 else ""
     print(
-        f"imported {checkpoint.prefix}: {config.architecture} {list(config.layer_sizes)}, "
-        f"{config.input_size} features, {config.num_classes} classes"
+        f"imported {checkpoint.prefix}: {config.architecture}{wiring} "
+        f"{list(config.layer_sizes)}, {config.input_size} features, {config.num_classes} classes"
     )
     if args.reference:
         errors = reference_errors(model, args.reference)

@@ -9,11 +9,20 @@ Shapes: ``B`` batch, ``T`` padded time, ``F`` input features, ``H_n`` hidden wid
 ``layout = 0`` (time-major): ``X`` ``(T, B, F)``, ``Y`` ``(T, dirs, B, H)``, ``Y_h`` and ``Y_c``
 ``(dirs, B, H)``.
 
-Graph::
+Graph, stacked topology (one LSTM node per layer, ``direction`` forward or bidirectional)::
 
     inputs (B,T,F) ─Transpose→ (T,B,F) ─LSTM_0→ Y (T,dirs,B,H_0) ─Transpose,Reshape→ (T,B,dirs*H_0)
         ─LSTM_1→ ... ─LSTM_last→ Y ─Transpose,Reshape→ outputs (B,T,D)
     final_h_last (dirs,B,H) ─Transpose,Reshape→ (B,D) ─Gemm→ logits (B,C) ─Softmax→ probs
+
+Per-direction topology (``LSTMClassifierConfig.topology``): one chain of LSTM nodes per direction,
+``direction`` "forward" and "reverse" (ONNX reverses each sequence within its
+``sequence_lens``), each layer reading only its own direction's layer below; the layer's initial
+states are split by direction and its final states concatenated back to ``(2, B, H_n)``::
+
+    (T,B,F) ─LSTM_0_fw→ Y (T,1,B,H_0) ─Squeeze→ (T,B,H_0) ─LSTM_1_fw→ ... ─LSTM_last_fw→ Y_fw ┐
+    (T,B,F) ─LSTM_0_bw→ Y (T,1,B,H_0) ─Squeeze→ (T,B,H_0) ─LSTM_1_bw→ ... ─LSTM_last_bw→ Y_bw ┤
+        Concat(axis 1) → Y (T,2,B,H) ─Transpose,Reshape→ outputs (B,T,D), head as above       ┘
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from torch import nn
 
 from contract.names import (
     BATCH_DIM,
@@ -38,7 +46,7 @@ from contract.names import (
     initial_c,
     initial_h,
 )
-from models.architectures import LSTMClassifier
+from models.architectures import LSTM_PARAMETERS, LSTMClassifier
 
 OPSET = 21
 """The default ``ai.onnx`` opset: ``LSTM`` with ``layout`` (14+), ``Shape`` with start/end (15+).
@@ -76,18 +84,13 @@ def onnx_lstm_weights(
     return reorder(weight_ih), reorder(weight_hh), bias
 
 
-def _layer_weights(
-    layer: nn.Module, num_directions: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``W (dirs, 4H, F)``, ``R (dirs, 4H, H)``, ``B (dirs, 8H)`` of a one-layer ``nn.LSTM``;
-    direction 0 is forward, 1 backward (torch's ``_reverse`` parameters)."""
+def _layer_weights(model: LSTMClassifier, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``W (dirs, 4H, W_n)``, ``R (dirs, 4H, H)``, ``B (dirs, 8H)`` of layer ``layer``; direction
+    0 is forward, 1 backward (``LSTMClassifier.direction_weights``, either topology)."""
     per_direction = []
-    for direction in range(num_directions):
-        suffix = "_reverse" if direction else ""
-        arrays = [
-            getattr(layer, f"{name}_l0{suffix}").detach().cpu().numpy()
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        ]
+    for direction in range(model.config.num_directions):
+        weights = model.direction_weights(layer, direction)
+        arrays = [weights[name].detach().cpu().numpy() for name in LSTM_PARAMETERS]
         per_direction.append(onnx_lstm_weights(*arrays))
     w, r, b = (np.stack(parts) for parts in zip(*per_direction, strict=True))
     return w, r, b
@@ -122,7 +125,6 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
         raise ValueError(f"opset {opset} is too old: LSTM layout needs 14, Shape start/end 15")
     config = model.config
     dirs = config.num_directions
-    direction = "bidirectional" if config.bidirectional else "forward"
     g = _GraphBuilder()
 
     batch, time = BATCH_DIM, TIME_DIM
@@ -142,11 +144,12 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
     g.const("flatten_last_two", np.array([0, 0, -1], dtype=np.int64))
 
     layer_input = g.node("Transpose", [INPUTS], ["inputs_tbf"], perm=[1, 0, 2])[0]
-    for n, (layer, hidden) in enumerate(zip(model.layers, config.layer_sizes, strict=True)):
-        w, r, b = _layer_weights(layer, dirs)
-        g.const(f"W_{n}", w)
-        g.const(f"R_{n}", r)
-        g.const(f"B_{n}", b)
+    direction_inputs = [layer_input] * dirs  # per direction: what each chain reads next
+    if config.per_direction:
+        g.const("split_by_direction", np.array([1, 1], dtype=np.int64))
+        g.const("direction_axis", np.array([1], dtype=np.int64))
+    for n, hidden in enumerate(config.layer_sizes):
+        w, r, b = _layer_weights(model, n)
         g.const(f"hidden_{n}", np.array([hidden], dtype=np.int64))
         state_shape = g.node(
             "Concat", ["dirs", "batch_size", f"hidden_{n}"], [f"state_shape_{n}"], axis=0
@@ -163,33 +166,55 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
             states[state_name] = g.node(
                 "Expand", [state_name, state_shape], [f"{state_name}_expanded"]
             )[0]
-        y = g.node(
-            "LSTM",
-            [
-                layer_input,
-                f"W_{n}",
-                f"R_{n}",
-                f"B_{n}",
-                LENGTHS,
-                states[initial_h(n)],
-                states[initial_c(n)],
-            ],
-            [f"Y_{n}", final_h(n), final_c(n)],
-            hidden_size=hidden,
-            direction=direction,
-            layout=0,
-        )[0]
         graph_outputs += [
             helper.make_tensor_value_info(final_c(n), _ELEM_TYPE, [dirs, batch, hidden]),
             helper.make_tensor_value_info(final_h(n), _ELEM_TYPE, [dirs, batch, hidden]),
         ]
-        # Y (T, dirs, B, H) → (T, B, dirs, H) → (T, B, dirs*H): forward half first, as torch.
-        if n + 1 < len(config.layer_sizes):
-            y_tbdh = g.node("Transpose", [y], [f"Y_{n}_tbdh"], perm=[0, 2, 1, 3])[0]
-            layer_input = g.node("Reshape", [y_tbdh, "flatten_last_two"], [f"X_{n + 1}"])[0]
+        is_top = n + 1 == len(config.layer_sizes)
+        if config.per_direction:
+            ys = _per_direction_layer(
+                g,
+                n,
+                hidden,
+                direction_inputs,
+                (w, r, b),
+                states[initial_h(n)],
+                states[initial_c(n)],
+            )
+            if not is_top:  # each chain reads its own direction: (T, 1, B, H) → (T, B, H)
+                direction_inputs = [
+                    g.node("Squeeze", [y, "direction_axis"], [f"X_{n + 1}_{way}"])[0]
+                    for y, way in zip(ys, _WAYS, strict=True)
+                ]
+                continue
+            y = g.node("Concat", ys, [f"Y_{n}"], axis=1)[0]  # (T, 2, B, H), as bidirectional
         else:
+            g.const(f"W_{n}", w)
+            g.const(f"R_{n}", r)
+            g.const(f"B_{n}", b)
+            y = g.node(
+                "LSTM",
+                [
+                    direction_inputs[0],
+                    f"W_{n}",
+                    f"R_{n}",
+                    f"B_{n}",
+                    LENGTHS,
+                    states[initial_h(n)],
+                    states[initial_c(n)],
+                ],
+                [f"Y_{n}", final_h(n), final_c(n)],
+                hidden_size=hidden,
+                direction="bidirectional" if config.bidirectional else "forward",
+                layout=0,
+            )[0]
+        # Y (T, dirs, B, H) → (T, B, dirs, H) → (T, B, dirs*H): forward half first, as torch.
+        if is_top:
             y_btdh = g.node("Transpose", [y], [f"Y_{n}_btdh"], perm=[2, 0, 1, 3])[0]
             g.node("Reshape", [y_btdh, "flatten_last_two"], [OUTPUTS])
+        else:
+            y_tbdh = g.node("Transpose", [y], [f"Y_{n}_tbdh"], perm=[0, 2, 1, 3])[0]
+            direction_inputs = [g.node("Reshape", [y_tbdh, "flatten_last_two"], [f"X_{n + 1}"])[0]]
 
     # Head on concat(h_fw, h_bw) of the top layer: (dirs, B, H) → (B, dirs, H) → (B, D).
     top = len(config.layer_sizes) - 1
@@ -213,6 +238,61 @@ def build_onnx_model(model: LSTMClassifier, *, opset: int = OPSET) -> onnx.Model
     proto.ir_version = _ir_version_for(opset)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+_WAYS = ("fw", "bw")
+"""Direction 0 and 1 in the names of a per-direction graph."""
+
+
+def _per_direction_layer(
+    g: _GraphBuilder,
+    n: int,
+    hidden: int,
+    inputs: list[str],
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray],
+    initial_h_expanded: str,
+    initial_c_expanded: str,
+) -> list[str]:
+    """Layer ``n`` (``hidden`` wide) of a per-direction graph: a "forward" LSTM node on
+    ``inputs[0]`` and a "reverse" one on ``inputs[1]`` (each ``(T, B, W_n)``), both with
+    ``sequence_lens``.
+
+    ``weights`` are ``_layer_weights``' ``(2, ...)`` arrays; the expanded initial states
+    ``(2, B, H_n)`` are split by direction, and the final states concatenated back into the
+    graph outputs ``final_h_n`` / ``final_c_n`` ``(2, B, H_n)``. Returns ``[Y_fw, Y_bw]``, each
+    ``(T, 1, B, H_n)`` in input time order, zero past each length.
+    """
+    split = {
+        kind: g.node(
+            "Split",
+            [expanded, "split_by_direction"],
+            [f"{expanded}_{way}" for way in _WAYS],
+            axis=0,
+        )
+        for kind, expanded in (("h0", initial_h_expanded), ("c0", initial_c_expanded))
+    }
+    ys, final_hs, final_cs = [], [], []
+    for direction, (way, onnx_direction) in enumerate(
+        zip(_WAYS, ("forward", "reverse"), strict=True)
+    ):
+        w, r, b = (
+            g.const(f"{kind}_{n}_{way}", array[direction : direction + 1])
+            for kind, array in zip("WRB", weights, strict=True)
+        )
+        y, y_h, y_c = g.node(
+            "LSTM",
+            [inputs[direction], w, r, b, LENGTHS, split["h0"][direction], split["c0"][direction]],
+            [f"Y_{n}_{way}", f"{final_h(n)}_{way}", f"{final_c(n)}_{way}"],
+            hidden_size=hidden,
+            direction=onnx_direction,
+            layout=0,
+        )
+        ys.append(y)
+        final_hs.append(y_h)
+        final_cs.append(y_c)
+    g.node("Concat", final_hs, [final_h(n)], axis=0)
+    g.node("Concat", final_cs, [final_c(n)], axis=0)
+    return ys
 
 
 def _ir_version_for(opset: int) -> int:

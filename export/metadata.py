@@ -39,6 +39,9 @@ def build_metadata(
         "architecture": config.architecture,
         "layer_sizes": json.dumps(list(config.layer_sizes)),
         "bidirectional": "true" if config.bidirectional else "false",
+        # "stacked" or "per_direction" (LSTMClassifierConfig.topology): how bidirectional
+        # layers read the layer below; "stacked" for every unidirectional model.
+        "topology": config.topology,
         "input_size": str(config.input_size),
         "num_classes": str(config.num_classes),
         "labels": json.dumps(list(config.labels), ensure_ascii=False),

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from models.architectures import STACKED, TOPOLOGIES, LSTMClassifier, LSTMClassifierConfig
 from models.checkpoint import save_checkpoint
 from models.data import SequenceDataset, iterate_batches, load_japanese_vowels
 
@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="stacked unidirectional LSTM layers, or bidirectional ones (default: %(default)s)",
     )
     parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default=STACKED,
+        help="bidirectional with two or more layers: each layer reads both directions of the "
+        "layer below (stacked, as stack_bidirectional_dynamic_rnn and torch's nn.LSTM), or one "
+        "stack per direction concatenated only at the top (per_direction, as "
+        "bidirectional_dynamic_rnn over two MultiRNNCells) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--layers",
         type=int,
         nargs="+",
@@ -149,19 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train_set = load_japanese_vowels("train", args.data_dir)
     test_set = load_japanese_vowels("test", args.data_dir)
-    config = LSTMClassifierConfig(
-        input_size=train_set.num_features,
-        layer_sizes=tuple(args.layers),
-        num_classes=len(train_set.labels),
-        bidirectional=args.arch == "bidirectional",
-        labels=train_set.labels,
-        dropout=args.dropout,
-    )
+    try:
+        config = LSTMClassifierConfig(
+            input_size=train_set.num_features,
+            layer_sizes=tuple(args.layers),
+            num_classes=len(train_set.labels),
+            bidirectional=args.arch == "bidirectional",
+            labels=train_set.labels,
+            dropout=args.dropout,
+            topology=args.topology,
+        )
+    except ValueError as error:  # e.g. --topology per_direction with one layer
+        parser.error(str(error))
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -170,8 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
     log.info(
-        "training %s %s on JapaneseVowels: %d train / %d test sequences",
+        "training %s (%s) %s on JapaneseVowels: %d train / %d test sequences",
         config.architecture,
+        config.topology,
         list(config.layer_sizes),
         len(train_set),
         len(test_set),

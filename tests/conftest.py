@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tf1_shipped import DATA_DIR
+from tests.support.tf1_shipped import model_dir
 from tests.support.tiny_repository import export_tiny_models
 
 
@@ -28,11 +28,11 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tf1_copy(tmp_path: Path) -> Callable[[str], Path]:
     """``tf1_copy(name)``: a writable copy of a shipped TF 1.x checkpoint folder
-    (``tests/data/tf1/<name>``), in ``tmp_path``."""
+    (``tests.support.tf1_shipped.model_dir``), in ``tmp_path``."""
 
     def copy(name: str) -> Path:
         target = tmp_path / name
-        shutil.copytree(DATA_DIR / name, target)
+        shutil.copytree(model_dir(name), target)
         for path in target.iterdir():
             path.chmod(0o644)  # the shared originals are read-only
         return target

@@ -14,6 +14,7 @@ as descriptions unchanged; every key but ``cells`` is optional, and unknown keys
          "direction": "fw"}               # "fw" / "bw"; bidirectional only, optional (below)
       ],
       "bidirectional": false,
+      "topology": "per_direction",        # optional, bidirectional only (below)
       "input_depth": 12,                  # optional: from layer 0's kernel
       "num_classes": 9,                   # optional: from the head
       "labels": ["1", "2", "..."],        # optional: "0" ... "C-1"
@@ -23,9 +24,13 @@ as descriptions unchanged; every key but ``cells`` is optional, and unknown keys
     }
 
 When ``bidirectional`` is true and no cell names a ``direction``, each cell describes one layer
-and is used for both directions. ``LSTMCell`` keys that change the math (``use_peepholes``,
-``num_proj``, ``cell_clip``, ``proj_clip``, an ``activation`` other than tanh) are read so that
-they can be refused.
+and is used for both directions. ``topology`` says how the layers of a bidirectional stack are
+wired: ``"stacked"`` (``stack_bidirectional_dynamic_rnn``: layer ``n`` reads both directions of
+layer ``n-1``) or ``"per_direction"`` (``bidirectional_dynamic_rnn`` over two ``MultiRNNCell``
+stacks: each direction's layer ``n`` reads only that direction's layer ``n-1``); when it is
+left out, the mapping tells them apart by the kernels' shapes. ``LSTMCell`` keys that change
+the math (``use_peepholes``, ``num_proj``, ``cell_clip``, ``proj_clip``, an ``activation``
+other than tanh) are read so that they can be refused.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.topology import TOPOLOGIES
 from tf1_checkpoint.errors import DescriptionError
 
 CELL_TYPES = {"BasicLSTMCell": "basic_lstm_cell", "LSTMCell": "lstm_cell"}
@@ -84,6 +90,8 @@ class ModelDescription:
 
     cells: tuple[CellDescription, ...]
     bidirectional: bool = False
+    topology: str | None = None
+    """``TOPOLOGIES``; None: from the kernels' shapes (only bidirectional stacks differ)."""
     input_depth: int | None = None
     num_classes: int | None = None
     labels: tuple[str, ...] = ()
@@ -101,6 +109,7 @@ class ModelDescription:
             "bidirectional": self.bidirectional,
         }
         optional = {
+            "topology": self.topology,
             "input_depth": self.input_depth,
             "num_classes": self.num_classes,
             "labels": list(self.labels) or None,
@@ -172,9 +181,15 @@ def parse_description(data: Mapping[str, Any]) -> ModelDescription:
         raise DescriptionError("description: 'cells' must be a non-empty list of cells")
     labels = _strings(data, "labels")
     where = "top level"
+    topology = _typed(data, "topology", (str,), where)
+    if topology is not None and topology not in TOPOLOGIES:
+        raise DescriptionError(
+            f"description: 'topology' must be one of {', '.join(TOPOLOGIES)}, got {topology!r}"
+        )
     return ModelDescription(
         cells=tuple(_cell(cell, number) for number, cell in enumerate(cells)),
         bidirectional=bool(_typed(data, "bidirectional", (bool,), where)),
+        topology=topology,
         input_depth=_typed(data, "input_depth", (int,), where),
         num_classes=_typed(data, "num_classes", (int,), where),
         labels=tuple(labels),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from models.topology import PER_DIRECTION, STACKED
 from tf1_checkpoint.checkpoint import TFCheckpoint
 from tf1_checkpoint.description import DIRECTIONS, CellDescription, ModelDescription
 from tf1_checkpoint.errors import MappingError
@@ -31,9 +32,7 @@ def _position(scope: str) -> tuple[tuple[int, int], str]:
     return (indices[-1] if indices else 0, int("bw" in parts)), stack
 
 
-def _guess_cell(
-    checkpoint: TFCheckpoint, scope: str, direction: int, bidi: bool
-) -> tuple[CellDescription, tuple[int, ...]]:
+def _guess_cell(checkpoint: TFCheckpoint, scope: str, direction: int, bidi: bool) -> _Guessed:
     """The cell at ``scope`` and its kernel's shape."""
     kernel = next(f"{scope}/{k}" for k, _ in WEIGHT_NAMES if f"{scope}/{k}" in checkpoint)
     shape = checkpoint.entry(kernel).shape
@@ -49,6 +48,21 @@ def _guess_cell(
         num_proj=checkpoint.entry(projection).shape[-1] if projection else None,
     )
     return cell, shape
+
+
+_Guessed = tuple[CellDescription, tuple[int, ...]]
+"""A guessed cell and its kernel's shape."""
+
+
+def _topology(layer_0: _Guessed, layer_1: _Guessed) -> str | None:
+    """How a bidirectional stack is wired, from the forward cells of layers 0 and 1: layer 1
+    reads ``H_0`` inputs per direction, ``2 H_0`` stacked (None: neither; the mapping says why).
+    Names would not do: a ``scope`` may be anything."""
+    (below, _), (upper, shape) = layer_0, layer_1
+    if not below.num_units or not upper.num_units or len(shape) != 2:
+        return None
+    inputs = shape[0] - upper.num_units
+    return {below.num_units: PER_DIRECTION, 2 * below.num_units: STACKED}.get(inputs)
 
 
 def guess_description(checkpoint: TFCheckpoint | str | Path) -> ModelDescription:
@@ -91,6 +105,7 @@ def guess_description(checkpoint: TFCheckpoint | str | Path) -> ModelDescription
     ]
     cells = tuple(cell for cell, _ in guessed)
     first_cell, first_shape = guessed[0]
+    topology = _topology(guessed[0], guessed[1]) if bidi and num_layers > 1 else None
     input_depth = None
     if len(first_shape) == 2 and first_cell.num_units:
         input_depth = first_shape[0] - (first_cell.num_proj or first_cell.num_units)
@@ -118,6 +133,7 @@ def guess_description(checkpoint: TFCheckpoint | str | Path) -> ModelDescription
     return ModelDescription(
         cells=cells,
         bidirectional=bidi,
+        topology=topology,
         input_depth=input_depth,
         num_classes=num_classes,
         head_weights=head[0],

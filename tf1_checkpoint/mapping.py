@@ -2,8 +2,9 @@
 
 Shapes: ``F`` input depth, ``H_n`` units of layer ``n``, ``dirs`` 1 or 2, ``D = dirs * H_last``,
 ``C`` classes. A TF LSTM cell stores ``kernel (in + H, 4H)`` and ``bias (4H,)`` (gate order i, j,
-f, o; see ``models.weights``) with ``in = F`` for layer 0 and ``dirs * H_{n-1}`` above; the head
-is a dense ``W (D, C)``, ``b (C,)`` applied to the top layer's final ``h`` (fw then bw).
+f, o; see ``models.weights``) with ``in = F`` for layer 0 and, above, ``dirs * H_{n-1}`` (layers
+reading both directions below: stacked) or ``H_{n-1}`` (one stack per direction); the head is a
+dense ``W (D, C)``, ``b (C,)`` applied to the top layer's final ``h`` (fw then bw).
 
 Scopes TF gives the cells by default (``<cell>`` is ``basic_lstm_cell`` or ``lstm_cell``)::
 
@@ -11,12 +12,17 @@ Scopes TF gives the cells by default (``<cell>`` is ``basic_lstm_cell`` or ``lst
     dynamic_rnn(MultiRNNCell([...]))   rnn/multi_rnn_cell/cell_N/<cell>
     bidirectional_dynamic_rnn(fw, bw)  bidirectional_rnn/fw|bw/<cell>
     stack_bidirectional_dynamic_rnn    stack_bidirectional_rnn/cell_N/bidirectional_rnn/fw|bw/<cell>
+    bidirectional_dynamic_rnn(MultiRNNCell([...]), MultiRNNCell([...]))
+                                       bidirectional_rnn/fw|bw/multi_rnn_cell/cell_N/<cell>
+
+The last is the ``per_direction`` topology (``models.topology``); when the description does not
+say, layer 1's kernel tells: ``H_0 + H_1`` rows per direction, or ``2 H_0 + H_1`` stacked.
 
 Anything the model cannot compute exactly is refused: peepholes, projections, clipping, other
-activations, per-cell ``forget_bias`` values, fw/bw cells of different widths, and
-``bidirectional_dynamic_rnn`` over two ``MultiRNNCell`` stacks (each direction reading only its
-own lower layer). Model variables that the description does not use are refused too, unless
-``ignore_variables`` lists them, since a skipped layer would silently change the function.
+activations, per-cell ``forget_bias`` values, fw/bw cells of different widths, and kernels that
+read neither one direction nor both of the layer below. Model variables that the description
+does not use are refused too, unless ``ignore_variables`` lists them, since a skipped layer
+would silently change the function.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from models.topology import PER_DIRECTION, STACKED
 from tf1_checkpoint.checkpoint import TFCheckpoint
 from tf1_checkpoint.description import (
     CELL_TYPES,
@@ -119,15 +126,25 @@ def _arrange(description: ModelDescription) -> list[list[CellDescription]]:
 
 
 def _default_scopes(
-    cell: CellDescription, layer: int, direction: int, bidi: bool, layers: int
+    cell: CellDescription,
+    layer: int,
+    direction: int,
+    bidi: bool,
+    layers: int,
+    topology: str | None,
 ) -> list[str]:
+    """Where TF puts the cell by default (module docstring); ``topology`` None: either."""
     name = CELL_TYPES[cell.type]
     if not bidi:
         multi = f"rnn/multi_rnn_cell/cell_{layer}/{name}"
         return [f"rnn/{name}", multi] if layers == 1 else [multi]
     way = DIRECTIONS[direction]
-    stacked = f"stack_bidirectional_rnn/cell_{layer}/bidirectional_rnn/{way}/{name}"
-    return [f"bidirectional_rnn/{way}/{name}", stacked] if layers == 1 else [stacked]
+    wired = {
+        STACKED: f"stack_bidirectional_rnn/cell_{layer}/bidirectional_rnn/{way}/{name}",
+        PER_DIRECTION: f"bidirectional_rnn/{way}/multi_rnn_cell/cell_{layer}/{name}",
+    }
+    scopes = [wired[topology]] if topology else list(wired.values())
+    return [f"bidirectional_rnn/{way}/{name}", *scopes] if layers == 1 else scopes
 
 
 def _find_cell_variables(
@@ -205,21 +222,41 @@ def _read_cell(
     return (kernel_name, bias_name), kernel, bias
 
 
-def _check_rows(kernel: np.ndarray, name: str, where: str, width: int, below: int | None) -> None:
-    """``kernel`` must read ``width`` inputs; ``below`` is H_{n-1} of a bidirectional layer."""
+def _check_rows(kernel: np.ndarray, name: str, where: str, width: int) -> None:
+    """``kernel`` must read ``width`` inputs."""
     units = kernel.shape[1] // 4
-    if kernel.shape[0] == width + units:
-        return
-    if below is not None and kernel.shape[0] == below + units:
+    if kernel.shape[0] != width + units:
         raise MappingError(
-            f"{where}: {name} reads only its own direction's layer below "
-            "(bidirectional_dynamic_rnn over MultiRNNCell stacks); the model stacks "
-            "bidirectional layers that read both directions (stack_bidirectional_dynamic_rnn)"
+            f"{where}: {name} is {list(kernel.shape)}, expected [{width} + {units}, {4 * units}] "
+            f"({width} inputs)"
         )
-    raise MappingError(
-        f"{where}: {name} is {list(kernel.shape)}, expected [{width} + {units}, {4 * units}] "
-        f"({width} inputs)"
-    )
+
+
+def _layer_topology(
+    kernel: np.ndarray, name: str, where: str, below: int, topology: str | None
+) -> str:
+    """The topology a bidirectional layer ``n > 0``'s kernel shows (``below`` is ``H_{n-1}``):
+    it reads ``H_{n-1}`` inputs per direction or ``2 H_{n-1}`` stacked. A description's
+    ``topology`` that the kernel contradicts is refused; one the kernel fits neither way is
+    left to ``_check_rows``."""
+    inputs = kernel.shape[0] - kernel.shape[1] // 4
+    shown = {below: PER_DIRECTION, 2 * below: STACKED}.get(inputs)
+    if topology is None:
+        if shown is None:
+            raise MappingError(
+                f"{where}: {name} is {list(kernel.shape)}: it reads {inputs} inputs, neither "
+                f"its own direction's layer below ({below}: bidirectional_dynamic_rnn over "
+                f"MultiRNNCell stacks) nor both directions ({2 * below}: "
+                "stack_bidirectional_dynamic_rnn)"
+            )
+        return shown
+    if shown is not None and shown != topology:
+        reads = "only its own direction's" if shown == PER_DIRECTION else "both directions of the"
+        raise MappingError(
+            f"{where}: {name} reads {reads} layer below ({inputs} inputs), so the topology is "
+            f"{shown!r}; the description says {topology!r}"
+        )
+    return topology
 
 
 def _read_head(
@@ -261,6 +298,9 @@ def map_variables(
         raise MappingError(
             f"cells use different forget_bias values {forget_biases}; the model has one"
         )
+    if description.topology == PER_DIRECTION and not bidi:
+        raise MappingError("topology 'per_direction' is for bidirectional models only")
+    topology = description.topology
     layers: list[list[tuple[np.ndarray, np.ndarray]]] = []
     sources: list[str] = []
     sizes: list[int] = []
@@ -272,7 +312,7 @@ def map_variables(
             scopes = (
                 [cell.scope]
                 if cell.scope
-                else _default_scopes(cell, n, direction, bidi, len(arranged))
+                else _default_scopes(cell, n, direction, bidi, len(arranged), topology)
             )
             names, kernel, bias = _read_cell(checkpoint, cell, scopes, where)
             units = kernel.shape[1] // 4
@@ -285,7 +325,10 @@ def map_variables(
                 input_size = width = kernel.shape[0] - units
                 if width <= 0:
                     raise MappingError(f"{where}: {names[0]} {list(kernel.shape)} has no x rows")
-            _check_rows(kernel, names[0], where, width, sizes[n - 1] if bidi and n else None)
+            if bidi and n:
+                topology = _layer_topology(kernel, names[0], where, sizes[n - 1], topology)
+                width = sizes[n - 1] * (1 if topology == PER_DIRECTION else 2)
+            _check_rows(kernel, names[0], where, width)
             if not pairs:
                 sizes.append(units)
             pairs.append((kernel, bias))
@@ -305,6 +348,8 @@ def map_variables(
             bidirectional=bidi,
             labels=description.labels,
             forget_bias=forget_biases[0],
+            # With one layer both wirings are the same function, and the model calls it stacked.
+            topology=topology if topology and len(sizes) > 1 else STACKED,
         )
     except ValueError as error:
         raise MappingError(str(error)) from error

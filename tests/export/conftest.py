@@ -2,7 +2,8 @@
 their ONNX graphs and ONNX Runtime CPU sessions, and verification settings that keep them fast.
 
 A test that takes ``torch_model``, ``onnx_model`` or ``session`` runs once per architecture
-(``architecture``: ``stacked`` [8, 12], ``bidirectional`` [8, 8]); one that is about a single
+(``architecture``: ``stacked`` [8, 12], ``bidirectional`` [8, 8], ``per_direction`` [8, 6]:
+bidirectional with one stack per direction); one that is about a single
 architecture pins it with ``@pytest.mark.parametrize("architecture", ["stacked"])``. Each
 architecture is built once per run.
 
@@ -23,13 +24,19 @@ import torch
 from contract.sessions import create_session
 from export.graph import build_onnx_model
 from export.verify import VerifySettings
-from models.architectures import LSTMClassifier, LSTMClassifierConfig
+from models.architectures import PER_DIRECTION, STACKED, LSTMClassifier, LSTMClassifierConfig
 
-ARCHITECTURES = {"stacked": (False, (8, 12)), "bidirectional": (True, (8, 8))}
-"""name: (bidirectional, layer sizes)."""
+ARCHITECTURES = {
+    "stacked": (False, (8, 12), STACKED),
+    "bidirectional": (True, (8, 8), STACKED),
+    "per_direction": (True, (8, 6), PER_DIRECTION),
+}
+"""name: (bidirectional, layer sizes, topology)."""
 
 
-def _make_model(bidirectional: bool, layer_sizes: tuple[int, ...], seed: int = 0) -> LSTMClassifier:
+def _make_model(
+    bidirectional: bool, layer_sizes: tuple[int, ...], topology: str = STACKED, seed: int = 0
+) -> LSTMClassifier:
     """A random-weight classifier; biases are widened so that every gate matters."""
     torch.manual_seed(seed)
     config = LSTMClassifierConfig(
@@ -38,6 +45,7 @@ def _make_model(bidirectional: bool, layer_sizes: tuple[int, ...], seed: int = 0
         num_classes=3,
         bidirectional=bidirectional,
         labels=("ka", "ki", "ku"),
+        topology=topology,
     )
     model = LSTMClassifier(config).eval()
     with torch.no_grad():
@@ -49,8 +57,7 @@ def _make_model(bidirectional: bool, layer_sizes: tuple[int, ...], seed: int = 0
 
 @functools.cache
 def _exported(architecture: str) -> tuple[LSTMClassifier, onnx.ModelProto, ort.InferenceSession]:
-    bidirectional, layer_sizes = ARCHITECTURES[architecture]
-    model = _make_model(bidirectional, layer_sizes)
+    model = _make_model(*ARCHITECTURES[architecture])
     proto = build_onnx_model(model)
     return model, proto, create_session(proto.SerializeToString(), "cpu", 0)[0]
 

@@ -24,7 +24,7 @@ from models.checkpoint import file_sha256, save_checkpoint
 
 
 def test_metadata_follows_the_contract(
-    torch_model: LSTMClassifier, fast_verify: VerifySettings, tmp_path: Path
+    architecture: str, torch_model: LSTMClassifier, fast_verify: VerifySettings, tmp_path: Path
 ) -> None:
     result = export_model(torch_model, tmp_path, "tiny", 3, verify=fast_verify)
     metadata = read_metadata(result.model_path)
@@ -36,6 +36,9 @@ def test_metadata_follows_the_contract(
     )
     assert json.loads(metadata["layer_sizes"]) == list(config.layer_sizes)
     assert metadata["bidirectional"] == ("true" if config.bidirectional else "false")
+    assert metadata["topology"] == (
+        "per_direction" if architecture == "per_direction" else "stacked"
+    )
     assert metadata["input_size"] == "5" and metadata["num_classes"] == "3"
     assert json.loads(metadata["labels"]) == ["ka", "ki", "ku"]
     assert metadata["max_length_verified"] == str(fast_verify.max_length)

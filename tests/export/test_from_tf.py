@@ -1,5 +1,5 @@
 """``python -m export.from_tf``: a TF 1.x checkpoint in, a verified ONNX model in the repository
-out, served over HTTP with TensorFlow's own numbers."""
+out, served over HTTP (and by the app in process) with TensorFlow's own numbers."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ import pytest
 
 from export.from_tf import main
 from export.metadata import read_metadata
+from export.reference import onnx_outputs
+from tests.support.ort_reference import Reference
 from tests.support.servers import Server
-from tests.support.tf1_shipped import DATA_DIR, MODELS, load_expected, load_manifest
+from tests.support.service_app import app_client
+from tests.support.tf1_shipped import MODELS, load_expected, load_manifest, model_dir
+from tests.support.tiny_repository import tiny_settings
+from tests.support.v2_bodies import v2_json
 
 TOL = 1e-5
 
 
 def export(name: str, repo: Path, *extra: str) -> int:
-    folder = DATA_DIR / name
+    folder = model_dir(name)
     return main(
         [
             str(folder),
@@ -51,8 +56,14 @@ def tf_outputs(name: str, expected: dict[str, np.ndarray]) -> dict[str, np.ndarr
     out = {"logits": expected["logits"], "probs": expected["probs"]}
     if "outputs_fw" in expected:
         out["outputs"] = np.concatenate([expected["outputs_fw"], expected["outputs_bw"]], axis=2)
-        out["final_c_0"] = np.stack([expected["final_c_fw"], expected["final_c_bw"]])
-        out["final_h_0"] = np.stack([expected["final_h_fw"], expected["final_h_bw"]])
+        layers = sum(cell["direction"] == "fw" for cell in load_manifest(name)["cells"])
+        for n in range(layers):
+            # Several layers: final_{c,h}_{n}_{fw,bw}; one (bidi_lstm): final_{c,h}_{fw,bw}.
+            layer = f"_{n}" if layers > 1 else ""
+            for state in ("c", "h"):
+                out[f"final_{state}_{n}"] = np.stack(
+                    [expected[f"final_{state}{layer}_{way}"] for way in ("fw", "bw")]
+                )
     else:
         out["outputs"] = expected["outputs"]
         layers = len(load_manifest(name)["cells"])
@@ -63,7 +74,7 @@ def tf_outputs(name: str, expected: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def test_list_variables(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(DATA_DIR / "multi_lstm"), "--list-variables"]) == 0
+    assert main([str(model_dir("multi_lstm")), "--list-variables"]) == 0
     printed = capsys.readouterr().out
     assert "rnn/multi_rnn_cell/cell_1/lstm_cell/kernel" in printed and "[80, 192]" in printed
     assert "Adam" not in printed.split("(and")[0]  # optimizer slots summarised, not listed
@@ -71,13 +82,13 @@ def test_list_variables(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_written_description_round_trips(tmp_path: Path) -> None:
     description = tmp_path / "desc.json"
-    assert main([str(DATA_DIR / "basic_lstm"), "--write-description", str(description)]) == 0
+    assert main([str(model_dir("basic_lstm")), "--write-description", str(description)]) == 0
     repo = tmp_path / "repo"
     code = main(
         [
-            str(DATA_DIR / "basic_lstm"),
+            str(model_dir("basic_lstm")),
             "--description", str(description),
-            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--reference", str(model_dir("basic_lstm") / "expected.npz"),
             "--name", "guessed",
             "--repository", str(repo),
         ]
@@ -119,9 +130,9 @@ def test_wrong_forget_bias_fails_the_reference_and_writes_nothing(tmp_path: Path
     description.write_text(json.dumps(manifest))
     code = main(
         [
-            str(DATA_DIR / "basic_lstm"),
+            str(model_dir("basic_lstm")),
             "--description", str(description),
-            "--reference", str(DATA_DIR / "basic_lstm" / "expected.npz"),
+            "--reference", str(model_dir("basic_lstm") / "expected.npz"),
             "--name", "wrong",
             "--repository", str(tmp_path / "repo"),
         ]
@@ -174,3 +185,60 @@ def test_served_over_http_returns_tensorflow_numbers(name: str, tf_server: Serve
         timeout=30,
     ).json()["results"]
     assert [r["label"] for r in labels] == [str(k + 1) for k in expected["logits"].argmax(1)]
+
+
+@pytest.mark.anyio
+async def test_per_direction_model_served_in_process_equals_ort_and_tensorflow(
+    tf_repository: Path,
+) -> None:
+    """``bidi_multi_lstm`` (one MultiRNNCell stack per direction) in the service's app, in
+    process: V2 answers equal in-process ORT on the same batch, v1 answers equal ORT on each
+    sequence alone, and both equal TensorFlow's recorded numbers."""
+    name = "bidi_multi_lstm"
+    expected = load_expected(name)
+    inputs, lengths = expected["inputs"], expected["lengths"].astype(np.int32)
+    tf = tf_outputs(name, expected)
+    path = tf_repository / name / "1" / "model.onnx"
+    batch = onnx_outputs(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
+                         inputs, lengths)  # fmt: skip
+    alone = Reference(tf_repository, (name,))
+    labels = load_manifest(name)["labels"]
+    async with app_client(tiny_settings(tf_repository)) as http:
+        summary = (await http.get(f"/v1/models/{name}")).json()
+        assert summary["layers"] == 2 and summary["metadata"]["topology"] == "per_direction"
+
+        answer = await http.post(f"/v2/models/{name}/infer", json=v2_json(inputs, lengths.tolist()))
+        assert answer.status_code == 200, answer.text
+        got = {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in answer.json()["outputs"]}
+        assert set(got) == set(batch) and set(tf) <= set(got)
+        for key, value in batch.items():
+            np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=key)
+        for key, value in tf.items():
+            np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=key)
+
+        sequences = [inputs[b, :n] for b, n in enumerate(lengths)]
+        body = {
+            "sequences": [s.tolist() for s in sequences],
+            "return": ["label", "probabilities", "outputs", "final_state"],
+        }
+        answer = await http.post(f"/v1/models/{name}/predict", json=body)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+    assert len(results) == len(sequences)
+    for b, (sequence, result) in enumerate(zip(sequences, results, strict=True)):
+        own = alone.run(name, sequence)
+        assert result["label"] == labels[int(np.argmax(tf["logits"][b]))]
+        for got_value, ort_value, tf_value in (
+            (result["probabilities"], own["probs"], tf["probs"][b]),
+            (result["outputs"], own["outputs"], tf["outputs"][b, : len(sequence)]),
+        ):
+            np.testing.assert_allclose(got_value, ort_value, rtol=0, atol=TOL)
+            np.testing.assert_allclose(got_value, tf_value, rtol=0, atol=TOL)
+        assert len(result["final_state"]) == 2
+        for n, state in enumerate(result["final_state"]):
+            for kind in ("c", "h"):
+                # (dirs, H_n): both directions of layer n, forward first
+                np.testing.assert_allclose(state[kind], own[f"final_{kind}_{n}"], rtol=0, atol=TOL)
+                np.testing.assert_allclose(
+                    state[kind], tf[f"final_{kind}_{n}"][:, b], rtol=0, atol=TOL
+                )

@@ -31,19 +31,48 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
 def test_every_lstm_layer_is_a_native_node_fed_by_the_lengths_input(
     torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
 ) -> None:
+    config = torch_model.config
     lstm_nodes = [node for node in onnx_model.graph.node if node.op_type == "LSTM"]
-    assert len(lstm_nodes) == len(torch_model.config.layer_sizes)
+    # Stacked: one node per layer; per direction: a forward and a reverse node per layer.
+    if config.per_direction:
+        expected = [(d, h) for h in config.layer_sizes for d in (b"forward", b"reverse")]
+    else:
+        direction = b"bidirectional" if config.bidirectional else b"forward"
+        expected = [(direction, h) for h in config.layer_sizes]
     graph_inputs = {i.name for i in onnx_model.graph.input}
     initializers = {i.name for i in onnx_model.graph.initializer}
-    expected_direction = b"bidirectional" if torch_model.config.bidirectional else b"forward"
-    for node, hidden in zip(lstm_nodes, torch_model.config.layer_sizes, strict=True):
+    assert [(_attribute(n, "direction"), _attribute(n, "hidden_size")) for n in lstm_nodes] == (
+        expected
+    )
+    for node in lstm_nodes:
         # ONNX LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c.
         assert node.input[4] == contract.LENGTHS
         assert contract.LENGTHS in graph_inputs and contract.LENGTHS not in initializers
-        assert _attribute(node, "direction") == expected_direction
-        assert _attribute(node, "hidden_size") == hidden
         assert _attribute(node, "layout") == 0
     assert not any(node.op_type in ("Loop", "Scan") for node in onnx_model.graph.node)
+
+
+@pytest.mark.parametrize("architecture", ["per_direction"])
+def test_per_direction_chains_read_only_their_own_direction(
+    torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
+) -> None:
+    """Each upper node's X comes from the same direction's node below, through a Squeeze;
+    its W reads H_{n-1} inputs (not 2 * H_{n-1})."""
+    producers = {out: node for node in onnx_model.graph.node for out in node.output}
+    weights = {i.name: i for i in onnx_model.graph.initializer}
+    lstm_nodes = [node for node in onnx_model.graph.node if node.op_type == "LSTM"]
+    below = torch_model.config.layer_sizes[0]
+    for node in lstm_nodes[2:]:  # layer 1's forward and reverse nodes
+        squeeze = producers[node.input[0]]
+        assert squeeze.op_type == "Squeeze"
+        source = producers[squeeze.input[0]]
+        assert source.op_type == "LSTM" and source in lstm_nodes[:2]
+        assert _attribute(source, "direction") == _attribute(node, "direction")
+        assert list(weights[node.input[1]].dims) == [
+            1,
+            4 * torch_model.config.layer_sizes[1],
+            below,
+        ]
 
 
 def test_opset_and_ir_version_load_in_onnxruntime(onnx_model: onnx.ModelProto) -> None:
@@ -110,22 +139,28 @@ def test_weights_are_reordered_from_torch_ifgo_to_onnx_iofc() -> None:
     assert b[4 * hidden :: hidden].tolist() == [10 * v for v in onnx_order]  # Rb from bias_hh
 
 
-@pytest.mark.parametrize("architecture", ["bidirectional"])
+@pytest.mark.parametrize("architecture", ["bidirectional", "per_direction"])
 def test_builder_copies_each_direction_and_the_head(
     torch_model: LSTMClassifier, onnx_model: onnx.ModelProto
 ) -> None:
+    """Stacked: ``W_1`` holds both directions; per direction: ``W_1_fw`` and ``W_1_bw`` one
+    each. The torch side is read by parameter name, not through the builder's accessor."""
     initializers = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
-    layer = torch_model.layers[1]
-    for direction, suffix in enumerate(("", "_reverse")):
+    per_direction = torch_model.config.per_direction
+    for direction, (suffix, way) in enumerate((("", "fw"), ("_reverse", "bw"))):
+        module = torch_model.layers[1][direction] if per_direction else torch_model.layers[1]
         w, r, b = onnx_lstm_weights(
             *(
-                getattr(layer, f"{name}_l0{suffix}").detach().numpy()
+                getattr(module, f"{name}_l0{'' if per_direction else suffix}").detach().numpy()
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
         )
-        np.testing.assert_array_equal(initializers["W_1"][direction], w)
-        np.testing.assert_array_equal(initializers["R_1"][direction], r)
-        np.testing.assert_array_equal(initializers["B_1"][direction], b)
+        for kind, array in zip("WRB", (w, r, b), strict=True):
+            if per_direction:
+                stored = initializers[f"{kind}_1_{way}"][0]
+            else:
+                stored = initializers[f"{kind}_1"][direction]
+            np.testing.assert_array_equal(stored, array)
     np.testing.assert_array_equal(
         initializers["head_weight"], torch_model.head.weight.detach().numpy()
     )

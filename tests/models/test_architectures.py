@@ -9,11 +9,19 @@ import pytest
 import torch
 
 from models.architectures import (
+    PER_DIRECTION,
     LSTMClassifier,
     LSTMClassifierConfig,
     reference_forward,
 )
-from models.rnn import BasicLSTMCell, LSTMStateTuple, bidirectional_dynamic_rnn, dynamic_rnn
+from models.rnn import (
+    BasicLSTMCell,
+    LSTMStateTuple,
+    MultiRNNCell,
+    bidirectional_dynamic_rnn,
+    dynamic_rnn,
+    reverse_sequence,
+)
 from tests.support.numpy_tf_rnn import padded_batch, random_lstm_weights
 
 F, C, T = 5, 4, 9
@@ -25,6 +33,9 @@ CONFIGS = {
     "bidirectional": LSTMClassifierConfig(F, (16, 16), C, bidirectional=True),
     "bidirectional_sizes_dropout": LSTMClassifierConfig(
         F, (8, 12, 6), C, bidirectional=True, dropout=0.4, forget_bias=0.5
+    ),
+    "per_direction": LSTMClassifierConfig(
+        F, (8, 12, 6), C, bidirectional=True, forget_bias=0.5, topology="per_direction"
     ),
 }
 
@@ -223,6 +234,53 @@ def test_initial_states_bidirectional_match_cells(rng, batch):
     torch.testing.assert_close(out.states[0].h, torch.stack([sf.h, sb.h]), **TOL)
 
 
+def test_per_direction_layers_read_only_their_own_direction(rng, batch):
+    """Each direction's layer 1 reads that direction's layer 0 (width H_0, not 2*H_0): the
+    backward stack alone, run as a MultiRNNCell over reversed sequences, gives the backward
+    half, so nothing of the forward stack reaches it (and the other way round)."""
+    config = LSTMClassifierConfig(F, (6, 5), C, bidirectional=True, topology=PER_DIRECTION)
+    model = LSTMClassifier(config).eval()
+    assert config.layer_input_sizes == (F, 6)
+    assert [[d.input_size for d in layer] for layer in model.layers] == [[F, F], [6, 6]]
+    inputs, lengths = batch
+    c0 = [torch.randn(2, len(LENGTHS), size) for size in config.layer_sizes]
+    h0 = [torch.randn(2, len(LENGTHS), size) for size in config.layer_sizes]
+    initial = tuple(LSTMStateTuple(c, h) for c, h in zip(c0, h0, strict=True))
+    with torch.no_grad():
+        out = model(inputs, lengths, initial_states=initial)
+        cells_fw, cells_bw = model.to_tf_cells()
+        for direction, cells in enumerate((cells_fw, cells_bw)):
+            start = tuple(
+                LSTMStateTuple(c[direction], h[direction]) for c, h in zip(c0, h0, strict=True)
+            )
+            # The backward stack reads each sequence reversed within its own length.
+            seen = reverse_sequence(inputs, lengths) if direction else inputs
+            half, states = dynamic_rnn(MultiRNNCell(cells), seen, lengths, start)
+            half = reverse_sequence(half, lengths) if direction else half
+            width = config.layer_sizes[-1]
+            got = out.outputs[..., direction * width : (direction + 1) * width]
+            torch.testing.assert_close(got, half, **TOL)
+            for n, state in enumerate(states):
+                torch.testing.assert_close(out.states[n].c[direction], state.c, **TOL)
+                torch.testing.assert_close(out.states[n].h[direction], state.h, **TOL)
+
+
+def test_per_direction_differs_from_stacked_with_the_same_cells(batch):
+    """Not a relabelling: the same first layers wired the two ways give other results above."""
+    per_direction = LSTMClassifier(
+        LSTMClassifierConfig(F, (6, 6), C, bidirectional=True, topology=PER_DIRECTION)
+    ).eval()
+    stacked = LSTMClassifier(LSTMClassifierConfig(F, (6, 6), C, bidirectional=True)).eval()
+    inputs, lengths = batch
+    with torch.no_grad():
+        for direction in range(2):
+            for name, param in stacked.direction_weights(0, direction).items():
+                param.copy_(per_direction.direction_weights(0, direction)[name])
+        a, b = per_direction(inputs, lengths), stacked(inputs, lengths)
+    torch.testing.assert_close(a.states[0].h, b.states[0].h)
+    assert not torch.allclose(a.states[1].h, b.states[1].h, atol=1e-3)
+
+
 def test_forward_input_validation():
     model = LSTMClassifier(LSTMClassifierConfig(F, (4,), C)).eval()
     inputs = torch.zeros(2, 5, F)
@@ -257,6 +315,17 @@ def test_config_derived_values_and_round_trip():
     assert [layer.input_size for layer in model.layers] == [12, 256]
     assert [layer.hidden_size for layer in model.layers] == [128, 256]
     assert model.head.in_features == 512 and model.head.out_features == 9
+    assert config.topology == "stacked" and config.layer_input_sizes == (12, 256)
+
+
+def test_config_topology_round_trip_and_old_configs():
+    config = LSTMClassifierConfig(12, (32, 24), 9, bidirectional=True, topology=PER_DIRECTION)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["topology"] == "per_direction"
+    assert LSTMClassifierConfig.from_dict(data) == config
+    assert config.layer_input_sizes == (12, 32) and config.output_size == 48
+    del data["topology"]  # a config saved before topologies existed
+    assert LSTMClassifierConfig.from_dict(data).topology == "stacked"
 
 
 @pytest.mark.parametrize(
@@ -267,6 +336,16 @@ def test_config_derived_values_and_round_trip():
         ({"layer_sizes": ()}, "layer_sizes must be positive widths"),
         ({"layer_sizes": (8, 0)}, "layer_sizes must be positive widths"),
         ({"labels": ("a", "b")}, "2 labels given for 3 classes"),
+        ({"topology": "sideways"}, "topology must be one of"),
+        ({"topology": "per_direction"}, "needs a bidirectional model of two or more layers"),
+        (
+            {"topology": "per_direction", "bidirectional": True},
+            r"got bidirectional=True, 1 layer\(s\)",
+        ),
+        (
+            {"topology": "per_direction", "layer_sizes": (8, 8)},
+            "got bidirectional=False, 2 layer",
+        ),
     ],
 )
 def test_config_validation_errors(kwargs, message):

@@ -42,3 +42,23 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
     assert record_a["test_accuracy"] == record_b["test_accuracy"]
     weights_c = other.state_dict()
     assert not all(torch.equal(weights_a[name], weights_c[name]) for name in weights_a)
+
+
+def test_topology_flag_trains_one_stack_per_direction(tmp_path):
+    model, record = _train(
+        tmp_path, "pd", "--arch", "bidirectional", "--topology", "per_direction",
+        "--layers", "8", "6",
+    )  # fmt: skip
+    config = model.config
+    assert config.topology == "per_direction" and config.layer_sizes == (8, 6)
+    # Layer 1 of each direction reads its own direction's 8-wide layer 0, not 16.
+    assert [model.direction_weights(1, d)["weight_ih"].shape[1] for d in (0, 1)] == [8, 8]
+    assert record["test_size"] == 370 and all(row["loss"] > 0 for row in record["history"])
+
+
+def test_topology_per_direction_needs_two_bidirectional_layers(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main([*TINY, "--topology", "per_direction", "--out", str(tmp_path / "x.pt")])
+    assert raised.value.code == 2
+    assert "needs a bidirectional model of two or more layers" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

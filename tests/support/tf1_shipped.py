@@ -1,4 +1,6 @@
-"""The three TF 1.x checkpoints shipped in ``tests/data/tf1`` and their recorded outputs."""
+"""The TF 1.x checkpoints shipped as test data and their recorded outputs: the three of
+``tests/data/tf1`` (a byte copy of shared data) and ``bidi_multi_lstm`` of
+``tests/data/tf1_bidi_multi`` (one ``MultiRNNCell`` stack per direction)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,28 @@ from typing import Any
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "tf1"
-MODELS = ("basic_lstm", "multi_lstm", "bidi_lstm")
+_DATA = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = _DATA / "tf1"
+BIDI_MULTI_DIR = _DATA / "tf1_bidi_multi"
+_FOLDERS = {
+    "basic_lstm": DATA_DIR,
+    "multi_lstm": DATA_DIR,
+    "bidi_lstm": DATA_DIR,
+    "bidi_multi_lstm": BIDI_MULTI_DIR,
+}
+MODELS = tuple(_FOLDERS)
+
+
+def model_dir(name: str) -> Path:
+    """The folder of shipped checkpoint ``name`` (``model.ckpt.*``, ``manifest.json``,
+    ``expected.npz``)."""
+    return _FOLDERS[name] / name
 
 
 def load_manifest(name: str) -> dict[str, Any]:
-    return json.loads((DATA_DIR / name / "manifest.json").read_text())
+    return json.loads((model_dir(name) / "manifest.json").read_text())
 
 
 def load_expected(name: str) -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / name / "expected.npz") as data:
+    with np.load(model_dir(name) / "expected.npz") as data:
         return dict(data)

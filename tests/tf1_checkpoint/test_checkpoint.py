@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.support.tf1_bundles import build_table, encode_entry, field_bytes, varint, write_bundle
-from tests.support.tf1_shipped import DATA_DIR, load_manifest
+from tests.support.tf1_shipped import BIDI_MULTI_DIR, DATA_DIR, load_manifest, model_dir
 from tf1_checkpoint import (
     CheckpointNotFoundError,
     ChecksumError,
@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_variables_match_manifest(model_name: str) -> None:
     manifest = load_manifest(model_name)
-    checkpoint = TFCheckpoint(DATA_DIR / model_name / "model.ckpt")
+    checkpoint = TFCheckpoint(model_dir(model_name) / "model.ckpt")
     expected = {
         name: (manifest["variable_dtypes"][name], tuple(shape))
         for name, shape in manifest["variables"].items()
@@ -56,7 +56,7 @@ def test_import_loads_neither_tensorflow_nor_protobuf() -> None:
     code = (
         "import sys\n"
         "from tf1_checkpoint import TFCheckpoint, list_variables\n"
-        f"folder = {str(DATA_DIR / 'bidi_lstm')!r}\n"
+        f"folder = {str(model_dir('bidi_lstm'))!r}\n"
         "list_variables(TFCheckpoint(folder))\n"
         "TFCheckpoint(folder).read_all()\n"
         "print('torch' in sys.modules)\n"
@@ -72,7 +72,7 @@ def test_import_loads_neither_tensorflow_nor_protobuf() -> None:
 
 
 def test_prefix_resolution(tmp_path: Path, tf1_copy) -> None:
-    folder = DATA_DIR / "basic_lstm"
+    folder = model_dir("basic_lstm")
     prefix = folder / "model.ckpt"
     for given in (folder, prefix, f"{prefix}.index", f"{prefix}.data-00000-of-00001"):
         assert resolve_prefix(given) == prefix
@@ -100,7 +100,7 @@ def test_files_and_identity(tmp_path: Path) -> None:
 
 
 def test_missing_variable_is_a_key_error() -> None:
-    checkpoint = TFCheckpoint(DATA_DIR / "basic_lstm")
+    checkpoint = TFCheckpoint(model_dir("basic_lstm"))
     with pytest.raises(VariableNotFoundError, match="no/such") as caught:
         checkpoint.read("no/such")
     assert isinstance(caught.value, KeyError)
@@ -305,9 +305,10 @@ def test_graph_without_variables(tmp_path: Path) -> None:
         TFCheckpoint(tmp_path / "model.ckpt")
 
 
-def test_shipped_files_match_provenance() -> None:
-    """The copies in tests/data/tf1 are the recorded bytes (PROVENANCE.md lists their hashes)."""
-    listed = re.findall(r"^([0-9a-f]{64})  (\S+)$", (DATA_DIR / "PROVENANCE.md").read_text(), re.M)
-    assert len(listed) == 16
+@pytest.mark.parametrize(("folder", "files"), [(DATA_DIR, 16), (BIDI_MULTI_DIR, 5)])
+def test_shipped_files_match_provenance(folder: Path, files: int) -> None:
+    """The shipped files are the recorded bytes (each PROVENANCE.md lists their hashes)."""
+    listed = re.findall(r"^([0-9a-f]{64})  (\S+)$", (folder / "PROVENANCE.md").read_text(), re.M)
+    assert len(listed) == files
     for digest, name in listed:
-        assert hashlib.sha256((DATA_DIR / name).read_bytes()).hexdigest() == digest, name
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name

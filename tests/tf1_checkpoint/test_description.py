@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.tf1_shipped import DATA_DIR
+from tests.support.tf1_shipped import model_dir
 from tf1_checkpoint import DescriptionError, guess_description, load_description
 
 
 def test_description_round_trips_through_json(model_name: str) -> None:
-    guessed = guess_description(DATA_DIR / model_name)
+    guessed = guess_description(model_dir(model_name))
     reloaded = load_description(guessed.to_dict())
     assert reloaded == dataclasses.replace(guessed, notes=())
 
@@ -28,6 +28,8 @@ def test_description_round_trips_through_json(model_name: str) -> None:
         ({"cells": [{"num_units": True}]}, "'num_units' must be int"),
         ({"cells": [{"direction": "up"}]}, "direction must be 'fw' or 'bw'"),
         ({"cells": [{}], "labels": "123"}, "'labels' must be a list of strings"),
+        ({"cells": [{}], "topology": "sideways"}, "'topology' must be one of stacked, per_dir"),
+        ({"cells": [{}], "topology": 2}, "'topology' must be str"),
         ({"cells": [{}], "bidirectional": "yes"}, "'bidirectional' must be bool"),
     ],
 )

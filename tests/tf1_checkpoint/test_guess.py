@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from tests.support.tf1_bundles import bidi_lstm_tensors, uni_lstm_tensors, write_bundle
-from tests.support.tf1_shipped import DATA_DIR, load_manifest
+from tests.support.tf1_shipped import load_manifest, model_dir
 from tf1_checkpoint import MappingError, build_model, guess_description, load_description
 
 
 def test_guess_matches_manifest(model_name: str) -> None:
     manifest = load_manifest(model_name)
-    guessed = guess_description(DATA_DIR / model_name)
-    from_manifest = load_description(DATA_DIR / model_name / "manifest.json")
+    guessed = guess_description(model_dir(model_name))
+    from_manifest = load_description(model_dir(model_name) / "manifest.json")
     keys = ("type", "num_units", "forget_bias", "scope", "direction")
     assert [[getattr(c, k) for k in keys] for c in guessed.cells] == [
         [cell.get(k) for k in keys] for cell in manifest["cells"]
@@ -29,11 +29,13 @@ def test_guess_matches_manifest(model_name: str) -> None:
         manifest["num_classes"],
     )
     assert (guessed.head_weights, guessed.head_bias) == ("softmax/W", "softmax/b")
+    # Only a bidirectional stack of several layers has a wiring to tell (from the kernels).
+    assert guessed.topology == manifest.get("topology")
     assert any("forget_bias" in note for note in guessed.notes)
     # Guessed (labels aside) or described, the weights are the same.
-    guessed_model = build_model(DATA_DIR / model_name)
-    manifest_file = DATA_DIR / model_name / "manifest.json"
-    described = build_model(DATA_DIR / model_name, manifest_file).state_dict()
+    guessed_model = build_model(model_dir(model_name))
+    manifest_file = model_dir(model_name) / "manifest.json"
+    described = build_model(model_dir(model_name), manifest_file).state_dict()
     for key, value in guessed_model.state_dict().items():
         torch.testing.assert_close(value, described[key], rtol=0, atol=0)
 

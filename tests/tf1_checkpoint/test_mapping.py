@@ -14,7 +14,7 @@ from models.architectures import LSTMClassifier, LSTMClassifierConfig, reference
 from models.data import load_japanese_vowels
 from padding import pad_sequences
 from tests.support.tf1_bundles import bidi_lstm_tensors, uni_lstm_tensors, write_bundle
-from tests.support.tf1_shipped import DATA_DIR, load_expected, load_manifest
+from tests.support.tf1_shipped import load_expected, load_manifest, model_dir
 from tf1_checkpoint import (
     MappingError,
     build_model,
@@ -26,17 +26,22 @@ TOLERANCE = 1e-5
 
 
 def _shipped_model(name: str) -> LSTMClassifier:
-    return build_model(DATA_DIR / name, DATA_DIR / name / "manifest.json")
+    return build_model(model_dir(name), model_dir(name) / "manifest.json")
 
 
 def _tf_arrays(name: str, out: Any) -> dict[str, np.ndarray]:
-    """The model's outputs under expected.npz's names (states are (dirs, B, H) per layer)."""
+    """The model's outputs under expected.npz's names (states are (dirs, B, H) per layer):
+    bidirectional, the top layer's ``final_{c,h}_{fw,bw}`` and, with several layers, every
+    layer's ``final_{c,h}_{n}_{fw,bw}``."""
     arrays = {"logits": out.logits, "probs": out.probs}
     if load_manifest(name)["bidirectional"]:
         half = out.outputs.shape[2] // 2
         arrays |= {"outputs_fw": out.outputs[..., :half], "outputs_bw": out.outputs[..., half:]}
         for d, way in enumerate(("fw", "bw")):
-            arrays |= {f"final_c_{way}": out.states[0].c[d], f"final_h_{way}": out.states[0].h[d]}
+            top = out.states[-1]
+            arrays |= {f"final_c_{way}": top.c[d], f"final_h_{way}": top.h[d]}
+            for n, state in enumerate(out.states if len(out.states) > 1 else ()):
+                arrays |= {f"final_c_{n}_{way}": state.c[d], f"final_h_{n}_{way}": state.h[d]}
     else:
         arrays["outputs"] = out.outputs
         for n, state in enumerate(out.states):
@@ -98,6 +103,7 @@ def test_config_follows_manifest(model_name: str) -> None:
         bidirectional=manifest["bidirectional"],
         labels=tuple(manifest["labels"]),
         forget_bias=1.0,
+        topology=manifest.get("topology", "stacked"),
     )
     assert not _shipped_model(model_name).training
 
@@ -107,13 +113,13 @@ def test_config_follows_manifest(model_name: str) -> None:
 
 def test_short_hand_written_descriptions() -> None:
     labels = [str(k) for k in range(1, 10)]
-    basic = build_model(DATA_DIR / "basic_lstm", {"cells": [{"num_units": 32}], "labels": labels})
+    basic = build_model(model_dir("basic_lstm"), {"cells": [{"num_units": 32}], "labels": labels})
     assert basic.config.layer_sizes == (32,) and basic.config.labels == tuple(labels)
     # Bidirectional without directions: each cell stands for both directions of a layer.
-    bidi = build_model(DATA_DIR / "bidi_lstm", {"bidirectional": True, "cells": [{}]})
+    bidi = build_model(model_dir("bidi_lstm"), {"bidirectional": True, "cells": [{}]})
     assert bidi.config.bidirectional and bidi.config.labels[0] == "0"
     multi = build_model(
-        DATA_DIR / "multi_lstm",
+        model_dir("multi_lstm"),
         {"cells": [{"type": "LSTMCell"}, {"type": "tf.nn.rnn_cell.LSTMCell"}]},
     )
     assert multi.config.layer_sizes == (32, 48)
@@ -153,7 +159,7 @@ def _manifest_with(name: str, **changes: Any) -> dict[str, Any]:
 )
 def test_unmappable_descriptions(name: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(MappingError, match=message):
-        map_variables(DATA_DIR / name, _manifest_with(name, **changes))
+        map_variables(model_dir(name), _manifest_with(name, **changes))
 
 
 # -- synthetic checkpoints: other layouts and refusals -----------------------------------------
@@ -183,13 +189,22 @@ def _with_slots(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "stack_bidirectional_rnn/cell_{n}/bidirectional_rnn/{d}/lstm_cell",
             ("kernel", "bias"),
         ),
+        (  # one MultiRNNCell per direction: the per_direction topology
+            True,
+            (5, 3, 4),
+            "bidirectional_rnn/{d}/multi_rnn_cell/cell_{n}/basic_lstm_cell",
+            ("kernel", "bias"),
+        ),
     ],
 )
 def test_round_trip_through_tf_layouts(
     tmp_path: Path, bidirectional: bool, sizes: tuple[int, ...], scope: str, names: tuple[str, str]
 ) -> None:
     torch.manual_seed(0)
-    config = LSTMClassifierConfig(3, sizes, 4, bidirectional=bidirectional, forget_bias=0.5)
+    topology = "per_direction" if "multi_rnn_cell" in scope and bidirectional else "stacked"
+    config = LSTMClassifierConfig(
+        3, sizes, 4, bidirectional=bidirectional, forget_bias=0.5, topology=topology
+    )
     original = LSTMClassifier(config).eval()
     tensors = {}
     for n, directions in enumerate(_tf_weights(original)):
@@ -243,18 +258,50 @@ def test_different_direction_widths_are_refused(tmp_path: Path) -> None:
         build_model(prefix)  # guessed
 
 
-def test_bidirectional_over_separate_stacks_is_refused(tmp_path: Path) -> None:
-    # bidirectional_dynamic_rnn(MultiRNNCell, MultiRNNCell): layer 1 bw reads only layer 0 bw.
+def _per_direction_tensors(rows_1: int) -> dict[str, np.ndarray]:
+    """bidirectional_dynamic_rnn(MultiRNNCell, MultiRNNCell) names, F=3, H=(4, 4), C=2;
+    layer 1's kernels have ``rows_1`` rows (4 + 4 per direction; 8 + 4 if stacked)."""
     rng = np.random.default_rng(2)
     tensors = {"softmax/W": np.zeros((8, 2), np.float32), "softmax/b": np.zeros(2, np.float32)}
     for d in ("fw", "bw"):
-        for n, rows in ((0, 3 + 4), (1, 4 + 4)):
+        for n, rows in ((0, 3 + 4), (1, rows_1)):
             scope = f"bidirectional_rnn/{d}/multi_rnn_cell/cell_{n}/lstm_cell"
             tensors[f"{scope}/kernel"] = rng.standard_normal((rows, 16), np.float32)
             tensors[f"{scope}/bias"] = np.zeros(16, np.float32)
-    prefix = write_bundle(tmp_path / "m", tensors)
-    with pytest.raises(MappingError, match="reads only its own direction's layer below"):
-        build_model(prefix)
+    return tensors
+
+
+def test_separate_stacks_are_told_apart_by_the_kernels(tmp_path: Path) -> None:
+    """No topology in the description: layer 1's kernel shape says per_direction."""
+    prefix = write_bundle(tmp_path / "m", _per_direction_tensors(4 + 4))
+    described = build_model(prefix, {"bidirectional": True, "cells": [{"type": "LSTMCell"}] * 2})
+    assert described.config.topology == "per_direction"
+    assert guess_description(prefix).topology == "per_direction"
+    assert build_model(prefix).config == described.config
+
+
+@pytest.mark.parametrize(
+    ("rows_1", "description", "message"),
+    [
+        (4 + 4, {"topology": "stacked"}, "reads only its own direction's layer below"),
+        (4 + 4, {"bidirectional": False}, "direction 'bw' but 'bidirectional' is false"),
+        (5 + 4, {}, "reads 5 inputs, neither its own direction's layer below"),
+        (5 + 4, {"topology": "per_direction"}, r"expected \[4 \+ 4, 16\]"),
+    ],
+)
+def test_wiring_the_kernels_do_not_show_is_refused(
+    tmp_path: Path, rows_1: int, description: dict[str, Any], message: str
+) -> None:
+    prefix = write_bundle(tmp_path / "m", _per_direction_tensors(rows_1))
+    guessed = guess_description(prefix).to_dict()
+    with pytest.raises(MappingError, match=message):
+        build_model(prefix, guessed | description)
+
+
+def test_topology_per_direction_is_refused_for_a_unidirectional_description() -> None:
+    with pytest.raises(MappingError, match="'per_direction' is for bidirectional models only"):
+        description = _manifest_with("multi_lstm", topology="per_direction")
+        map_variables(model_dir("multi_lstm"), description)
 
 
 def test_ignore_variables(tmp_path: Path) -> None:

@@ -3,13 +3,13 @@ step), and the listing ``--list-variables`` prints."""
 
 from __future__ import annotations
 
-from tests.support.tf1_shipped import DATA_DIR, load_manifest
+from tests.support.tf1_shipped import load_manifest, model_dir
 from tf1_checkpoint import TFCheckpoint, format_variables, list_variables
 
 
 def test_list_variables_marks_training_leftovers(model_name: str) -> None:
     manifest = load_manifest(model_name)
-    infos = list_variables(TFCheckpoint(DATA_DIR / model_name))
+    infos = list_variables(TFCheckpoint(model_dir(model_name)))
     roles = {info.name: info.role for info in infos}
     assert sorted(n for n, r in roles.items() if r == "model") == manifest["model_variables"]
     assert roles["global_step"] == "step"
