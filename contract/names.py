@@ -43,6 +43,8 @@ METADATA_KEYS = (
     "max_length_verified",
     "source_checkpoint_sha256",
     "parity",
+    "precision",
+    "accuracy",
     "contract",
 )
 

@@ -139,9 +139,16 @@ class ModelSpec:
         would change its answers), else ``padded``."""
         return "exact_length" if self.padding_sensitive else "padded"
 
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``int8`` or ``fp16`` (metadata ``precision``; ``fp32`` when not given)."""
+        return str(self.metadata.get("precision", "fp32"))
+
     def signature(self) -> dict[str, Any]:
-        """The roles of its inputs and outputs and how it is batched, for metadata and logs."""
+        """The roles of its inputs and outputs, how it is batched and its precision, for
+        metadata and logs."""
         return {
+            "precision": self.precision,
             "sequence_input": self.sequence_input,
             "lengths_input": self.lengths_input,
             "sequence_layout": "time_major" if self.time_major else "batch_major",

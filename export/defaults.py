@@ -3,10 +3,12 @@
 * ``bilstm``: bidirectional LSTM, layers [128, 128]
 * ``lstm``: stacked unidirectional LSTM, layers [128, 256]
 
-Both are trained on JapaneseVowels (``models.data``) with a fixed seed; checkpoints go to
-``<checkpoints>/<name>.pt`` and are reused when present. Idempotent: a model whose repository
-version already holds an export of the same checkpoint (same SHA-256) is left alone unless
-``--force``. This is what the README's serve command runs on a fresh machine.
+and of each its int8 variant (``bilstm_int8``, ``lstm_int8``: ``export.precision``;
+``--precisions`` adds ``fp16`` for a GPU). Both are trained on JapaneseVowels (``models.data``)
+with a fixed seed; checkpoints go to ``<checkpoints>/<name>.pt`` and are reused when present.
+Idempotent: a model whose repository version already holds an export of the same checkpoint
+(same SHA-256) is left alone unless ``--force``. This is what the README's serve command runs
+on a fresh machine.
 
 Exit status: 0 every model exported and verified, or up to date; 1 one or more failed
 verification (the others are still exported); 2 bad arguments, an unusable checkpoint or an
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from contract.precision import FP32, INT8, PRECISIONS, variant_name
 from export.cli import (
     add_repository_argument,
     add_verify_arguments,
@@ -33,6 +36,8 @@ from export.cli import (
 )
 
 DEFAULT_CHECKPOINTS = Path("artifacts/checkpoints")
+DEFAULT_PRECISIONS = (FP32, INT8)
+"""What every machine serves: fp16 only loads where CUDA does, so it is asked for."""
 DEFAULT_VERSION = 1
 
 
@@ -89,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir", type=Path, help="folder with JapaneseVowels_{TRAIN,TEST}.ts (default: aeon's)"
     )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=list(DEFAULT_PRECISIONS),
+        metavar="PRECISION",
+        help="the variants written of each model, each under its own name (bilstm, "
+        "bilstm_int8, bilstm_fp16); default: %(default)s (fp16 is served on CUDA only)",
+    )
     add_verify_arguments(parser)
     return parser
 
@@ -128,41 +142,53 @@ def ensure_checkpoint(spec: DefaultModel, path: Path, data_dir: Path | None) -> 
     )
 
 
+def export_variant(checkpoint: Path, name: str, precision: str, args: argparse.Namespace) -> int:
+    """Export ``checkpoint``'s ``precision`` variant as ``name`` unless it is up to date; the
+    exit status of ``run_export`` (0 also when up to date)."""
+    from export.exporter import export_checkpoint
+    from export.repository import exported_sha256
+
+    same = up_to_date(checkpoint, args.repository, name, args.version)
+    if same is not None and not args.force:
+        print(f"[{name}] {same}")
+        return 0
+    previous = exported_sha256(args.repository, name, args.version)
+    reason = (
+        "forced"
+        if same is not None
+        else "not in the repository"
+        if previous is None
+        else f"repository holds another checkpoint's export (sha256 {previous[:16]}…)"
+    )
+    print(f"[{name}] exporting {checkpoint} ({precision}) as version {args.version} ({reason})")
+    export = partial(
+        export_checkpoint,
+        checkpoint,
+        args.repository,
+        name,
+        args.version,
+        verify=verify_settings(args),
+        precision=precision,
+    )
+    return run_export(export, what=f"[{name}]")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # models.train reports each epoch through logging.
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
-    from export.exporter import export_checkpoint
-    from export.repository import exported_sha256
-
     started = time.perf_counter()
-    settings = verify_settings(args)
     failures = 0
     for spec in DEFAULT_MODELS:
         if args.only and spec.name not in args.only:
             continue
         checkpoint = args.checkpoints / f"{spec.name}.pt"
         ensure_checkpoint(spec, checkpoint, args.data_dir)
-        same = up_to_date(checkpoint, args.repository, spec.name, args.version)
-        if same is not None and not args.force:
-            print(f"[{spec.name}] {same}")
-            continue
-        previous = exported_sha256(args.repository, spec.name, args.version)
-        reason = (
-            "forced"
-            if same is not None
-            else "not in the repository"
-            if previous is None
-            else f"repository holds another checkpoint's export (sha256 {previous[:16]}…)"
-        )
-        print(f"[{spec.name}] exporting {checkpoint} as version {args.version} ({reason})")
-        export = partial(
-            export_checkpoint, checkpoint, args.repository, spec.name, args.version, verify=settings
-        )
-        code = run_export(export, what=f"[{spec.name}]")
-        if code == 2:  # a provider that cannot run, or an unusable checkpoint: stop here
-            return 2
-        failures += code
+        for precision in args.precisions:
+            code = export_variant(checkpoint, variant_name(spec.name, precision), precision, args)
+            if code == 2:  # a provider that cannot run, or an unusable checkpoint: stop here
+                return 2
+            failures += code
     print(
         f"done in {time.perf_counter() - started:.1f} s"
         + (f", {failures} failed" if failures else "")

@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             source_sha256=checkpoint.sha256(),
             verify=verify_settings(args),
             max_batch_size=args.max_batch_size,
+            precision=args.precision,
         ),
         what="the exported model",
     )

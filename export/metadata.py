@@ -31,6 +31,8 @@ def build_metadata(
     source_sha256: str,
     max_length_verified: int,
     parity_json: str,
+    precision: str = "fp32",
+    accuracy_json: str = "{}",
 ) -> dict[str, str]:
     """Every contract key, in contract order."""
     metadata = {
@@ -48,6 +50,10 @@ def build_metadata(
         "max_length_verified": str(max_length_verified),
         "source_checkpoint_sha256": source_sha256,
         "parity": parity_json,
+        # fp32, int8 or fp16 (export.precision); the test accuracy of this graph and of the
+        # fp32 graph it was made from, on JapaneseVowels ({} for a model of another shape).
+        "precision": precision,
+        "accuracy": accuracy_json,
         "contract": CONTRACT,
     }
     assert tuple(metadata) == METADATA_KEYS  # one list of keys, kept in step

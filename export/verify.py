@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,9 @@ class VerificationReport:
     tolerance: float
     noise_factor: float
     max_length: int
+    against: str = "torch"
+    """What the graph was checked against: torch, or for a precision variant the fp32 graph
+    (``export.verify_variant``), whose checks each have their own limit."""
 
     @property
     def passed(self) -> bool:
@@ -158,6 +161,7 @@ class VerificationReport:
     def parity(self) -> dict[str, Any]:
         """What goes into the ``parity`` metadata entry (JSON)."""
         return {
+            "against": self.against,
             "provider": self.provider,
             "tolerance": self.tolerance,
             "noise_factor": self.noise_factor,
@@ -181,11 +185,15 @@ class VerificationReport:
 
     def format(self) -> str:
         """A human-readable table, one line per check."""
-        lines = [
-            f"verification on {self.provider}, sequences up to {self.max_length} steps, "
-            f"tolerance {self.tolerance:g} (+ {self.noise_factor:g} x torch's own float32 error "
-            "for the checks against torch):"
-        ]
+        if self.against == "torch":
+            title = (
+                f"verification on {self.provider}, sequences up to {self.max_length} steps, "
+                f"tolerance {self.tolerance:g} (+ {self.noise_factor:g} x torch's own float32 "
+                "error for the checks against torch):"
+            )
+        else:
+            title = f"verification against {self.against} on {self.provider}, limits per check:"
+        lines = [title]
         for check in self.checks:
             error = "-" if check.max_abs_error is None else f"{check.max_abs_error:.2e}"
             limit = "-" if check.limit is None else f"{check.limit:.2e}"
@@ -221,22 +229,22 @@ def verify_onnx(
     data = onnx_model.SerializeToString() if isinstance(onnx_model, onnx.ModelProto) else onnx_model
     # intra_op_threads 0: ORT's default (a thread per core); a CUDA that cannot run raises.
     session, provider = create_session(data, settings.provider, intra_op_threads=0)
-    runner = _Runner(session, config.layer_sizes)
+    runner = Runner(session, config.layer_sizes)
     references = _TorchReferences(torch_model)
     rng = np.random.default_rng(settings.seed)
-    batches = [_random_batch(torch_model, settings, rng) for _ in range(settings.num_batches)]
+    batches = [random_batch(torch_model, settings, rng) for _ in range(settings.num_batches)]
 
     def report(checks: list[CheckResult]) -> VerificationReport:
         return VerificationReport(
             tuple(checks), provider, tolerance, settings.noise_factor, settings.max_length
         )
 
-    checks = [_check_contract_io(session, torch_model)]
+    checks = [check_contract_io(session, torch_model)]
     if not checks[0].passed:
         return report(checks)  # running a graph with the wrong I/O would only add noise
 
     for name, with_states in (("ort_vs_torch", False), ("initial_states_vs_torch", True)):
-        worst = _Worst()
+        worst = Worst()
         floor = 0.0
         for batch in batches:
             size = len(batch.lengths)
@@ -249,23 +257,23 @@ def verify_onnx(
         checks.append(worst.result(name, limit, torch_float32_error=floor))
 
     def measured(name: str, limit: float, measure: Callable[[Batch], tuple[float, str]]) -> None:
-        worst = _Worst()
+        worst = Worst()
         for batch in batches:
             worst.add(*measure(batch))
         checks.append(worst.result(name, limit))
 
-    measured("zeros_past_length", 0.0, lambda b: _past_length(runner, b))
-    measured("padding_invariance", tolerance, lambda b: _padding_invariance(runner, b))
+    measured("zeros_past_length", 0.0, lambda b: past_length(runner, b))
+    measured("padding_invariance", tolerance, lambda b: padding_invariance(runner, b))
     if not config.bidirectional:
         measured(
             "chunked_equals_whole",
             tolerance,
-            lambda b: _chunked(runner, b, settings.pad_value, rng),
+            lambda b: chunked(runner, b, settings.pad_value, rng),
         )
     return report(checks)
 
 
-class _Worst:
+class Worst:
     """The largest error seen and where (NaN counts as the largest)."""
 
     def __init__(self) -> None:
@@ -297,7 +305,7 @@ class Batch:
     lengths: np.ndarray  # (B,) int32, unsorted, holds 1 and T
 
 
-def _random_batch(
+def random_batch(
     model: LSTMClassifier, settings: VerifySettings, rng: np.random.Generator
 ) -> Batch:
     size, time = settings.batch_size, settings.max_length
@@ -308,7 +316,7 @@ def _random_batch(
 
 
 # -- running -----------------------------------------------------------------------------------
-class _Runner:
+class Runner:
     """Runs the session and returns every output by name."""
 
     def __init__(self, session: ort.InferenceSession, layer_sizes: tuple[int, ...]) -> None:
@@ -350,7 +358,7 @@ class _TorchReferences:
 
 def _max_error(actual: Arrays, expected: Arrays) -> tuple[float, str]:
     """Largest abs difference over the outputs both hold, and which output gave it."""
-    worst = _Worst()
+    worst = Worst()
     for name, value in expected.items():
         if actual[name].shape != value.shape:
             return math.inf, f"{name} shape {actual[name].shape} != {value.shape}"
@@ -360,7 +368,7 @@ def _max_error(actual: Arrays, expected: Arrays) -> tuple[float, str]:
 
 
 # -- the checks --------------------------------------------------------------------------------
-def _check_contract_io(session: ort.InferenceSession, model: LSTMClassifier) -> CheckResult:
+def check_contract_io(session: ort.InferenceSession, model: LSTMClassifier) -> CheckResult:
     config = model.config
     dirs, layers = config.num_directions, config.layer_sizes
     problems = []
@@ -388,7 +396,7 @@ def _check_contract_io(session: ort.InferenceSession, model: LSTMClassifier) -> 
     )
 
 
-def _past_length(runner: _Runner, batch: Batch) -> tuple[float, str]:
+def past_length(runner: Runner, batch: Batch) -> tuple[float, str]:
     outputs = runner(batch.inputs, batch.lengths)[OUTPUTS]  # (B, T, D)
     steps = np.arange(outputs.shape[1])
     padded = steps[None, :] >= batch.lengths[:, None]  # (B, T)
@@ -404,21 +412,35 @@ def _row(result: Arrays, row: int, length: int) -> Arrays:
     return picked
 
 
-def _padding_invariance(runner: _Runner, batch: Batch) -> tuple[float, str]:
+def _only(arrays: Arrays, names: Sequence[str] | None) -> Arrays:
+    """``arrays`` restricted to ``names`` (all of them for None)."""
+    return dict(arrays) if names is None else {name: arrays[name] for name in names}
+
+
+def padding_invariance(
+    runner: Runner, batch: Batch, compared: Sequence[str] | None = None
+) -> tuple[float, str]:
+    """Each sequence alone against its row of the batch, over the outputs ``compared`` (all
+    for None)."""
     together = runner(batch.inputs, batch.lengths)
-    worst = _Worst()
+    worst = Worst()
     for row, length in enumerate(batch.lengths):
         alone = runner(batch.inputs[row : row + 1, :length], batch.lengths[row : row + 1])
-        error, name = _max_error(alone, _row(together, row, int(length)))
+        error, name = _max_error(alone, _only(_row(together, row, int(length)), compared))
         worst.add(error, f"{name} of a length-{length} sequence")
     return worst.error, worst.where
 
 
-def _chunked(
-    runner: _Runner, batch: Batch, pad_value: float, rng: np.random.Generator
+def chunked(
+    runner: Runner,
+    batch: Batch,
+    pad_value: float,
+    rng: np.random.Generator,
+    compared: Sequence[str] | None = None,
 ) -> tuple[float, str]:
     """Split each sequence of length >= 2 at a random step ``s`` in ``[1, L - 1]`` (a chunk of
-    length 0 is outside the contract) and run the two chunks one after the other."""
+    length 0 is outside the contract) and run the two chunks one after the other; the joined
+    results against the whole run's, over the outputs ``compared`` (all for None)."""
     keep = batch.lengths >= 2
     inputs, lengths = batch.inputs[keep], batch.lengths[keep]
     if not len(lengths):
@@ -433,12 +455,12 @@ def _chunked(
     whole = runner(inputs, lengths)
     head = runner(first, splits)
     tail = runner(second, lengths - splits, runner.final_states(head))
-    worst = _Worst()
+    worst = Worst()
     for row, (length, split) in enumerate(zip(lengths, splits, strict=True)):
         joined = _row(tail, row, int(length - split))
         joined[OUTPUTS] = np.concatenate(
             [head[OUTPUTS][row : row + 1, :split], joined[OUTPUTS]], axis=1
         )
-        error, name = _max_error(joined, _row(whole, row, int(length)))
+        error, name = _max_error(joined, _only(_row(whole, row, int(length)), compared))
         worst.add(error, f"{name} of a length-{length} sequence split at {split}")
     return worst.error, worst.where

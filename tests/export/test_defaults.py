@@ -5,6 +5,7 @@ unusable checkpoint."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,11 +56,20 @@ def test_defaults_train_export_then_skip_until_forced(
         assert metadata["architecture"] == (
             "bidirectional_lstm" if spec.bidirectional else "stacked_lstm"
         )
+        # Each model's int8 variant beside it, from the same checkpoint, its accuracy measured
+        # next to fp32's on the test set.
+        variant = read_metadata(repo / f"{spec.name}_int8" / "1" / "model.onnx")
+        assert (metadata["precision"], variant["precision"]) == ("fp32", "int8")
+        assert variant["source_checkpoint_sha256"] == metadata["source_checkpoint_sha256"]
+        accuracy = json.loads(variant["accuracy"])
+        assert set(accuracy) == {"dataset", "sequences", "fp32", "int8"}
+        assert accuracy["fp32"] == json.loads(metadata["accuracy"])["fp32"]
+        assert accuracy["fp32"] - accuracy["int8"] <= 0.005
     written = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
 
     assert defaults.main(argv) == 0  # nothing to do: same checkpoints, same exports
     out = capsys.readouterr().out
-    assert "] training" not in out and out.count("up to date") == 2
+    assert "] training" not in out and out.count("up to date") == 4  # 2 models, 2 variants
     assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == written
 
     assert defaults.main([*argv, "--force", "--only", "lstm"]) == 0

@@ -8,6 +8,7 @@ The graph's names and shapes, and which axis of each output is the batch, are th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,10 +17,13 @@ import numpy as np
 
 from contract.model_config import ModelConfig
 from contract.names import CONFIG_FILENAME
+from contract.precision import FP16, INT8, PrecisionError, precision_of
 from contract.providers import CUDA, ProviderPreference
 from contract.sessions import create_session, read_spec
 from contract.spec import OutputSpec
 from padding import pad_sequences
+
+log = logging.getLogger(__name__)
 
 _INPUT_DTYPES = {
     "tensor(float)": np.float32,
@@ -61,6 +65,21 @@ class ModelRuntime:
         self.session, self.provider = create_session(
             path, preference, intra_op_threads, cuda_device_id, cpu_mem_arena
         )
+        precision = precision_of(self.session.get_modelmeta().custom_metadata_map)
+        if precision == INT8 and self.provider == CUDA:
+            # Its kernels are CPU-only: a session of its own on the CPU beats a CUDA one that
+            # copies to the CPU and back at every quantized node.
+            log.info("%s/%s is int8: serving it on the CPU provider", name, version)
+            self.session, self.provider = create_session(
+                path, "cpu", intra_op_threads, cpu_mem_arena=cpu_mem_arena
+            )
+        elif precision == FP16 and self.provider != CUDA:
+            raise PrecisionError(
+                f"{name}/{version} is the fp16 variant, served on CUDA only: on "
+                f"{self.provider} it is no faster than fp32 and less exact. Serve it where "
+                "CUDA loads (--provider cuda), or serve its fp32 or int8 variant here"
+            )
+        self.precision = precision
         config_path = path.parent.parent / CONFIG_FILENAME  # <repo>/<name>/config.pbtxt
         config = ModelConfig.read(config_path) if config_path.is_file() else None
         self.spec = read_spec(name, version, self.session, config, config_path.parent)

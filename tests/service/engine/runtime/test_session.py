@@ -251,3 +251,33 @@ def test_warmup_runs_every_batch_size_and_length_once(
         ([5, 5, 5], [None] * 3, everything),
     ]
     assert isinstance(seconds, float) and seconds >= 0
+
+
+def test_an_int8_model_on_a_gpu_server_gets_a_cpu_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where CUDA loads, an int8 graph is moved to a CPU session of its own: its kernels are
+    # CPU-only. CUDA is stood in for (no GPU here): the first session claims to run on it.
+    import torch
+
+    from contract.providers import CPU, CUDA
+    from export.exporter import export_model
+    from export.verify import VerifySettings
+    from models.architectures import LSTMClassifier, LSTMClassifierConfig
+    from service.engine.runtime import session as session_module
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(LSTMClassifierConfig(FEATURES, (8,), 3))
+    fast = VerifySettings(max_length=24, batch_size=6, num_batches=2)
+    path = export_model(model, tmp_path, "m_int8", 1, verify=fast, precision="int8").model_path
+    real, asked = session_module.create_session, []
+
+    def on_cuda_first(source: Any, preference: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(preference)
+        session, provider = real(source, "cpu", *args, **kwargs)
+        return session, CUDA if preference == "cuda" else provider
+
+    monkeypatch.setattr(session_module, "create_session", on_cuda_first)
+    runtime = ModelRuntime(path, "m_int8", "1", "cuda", 2)
+    assert asked == ["cuda", "cpu"] and runtime.provider == CPU and not runtime.on_gpu
+    assert runtime.precision == "int8"
