@@ -17,7 +17,7 @@ import numpy as np
 
 from contract.model_config import ModelConfig
 from contract.names import CONFIG_FILENAME
-from contract.precision import FP16, INT8, PrecisionError, precision_of
+from contract.precision import SERVED_ON, PrecisionError, precision_of
 from contract.providers import CUDA, ProviderPreference
 from contract.sessions import create_session, read_spec
 from contract.spec import OutputSpec
@@ -66,16 +66,17 @@ class ModelRuntime:
             path, preference, intra_op_threads, cuda_device_id, cpu_mem_arena
         )
         precision = precision_of(self.session.get_modelmeta().custom_metadata_map)
-        if precision == INT8 and self.provider == CUDA:
-            # Its kernels are CPU-only: a session of its own on the CPU beats a CUDA one that
-            # copies to the CPU and back at every quantized node.
-            log.info("%s/%s is int8: serving it on the CPU provider", name, version)
+        served_on = SERVED_ON[precision]
+        if self.provider == CUDA and "cuda" not in served_on:
+            # int8: its kernels are CPU-only, so a session of its own on the CPU beats a CUDA
+            # one that copies to the CPU and back at every quantized node.
+            log.info("%s/%s is %s: serving it on the CPU provider", name, version, precision)
             self.session, self.provider = create_session(
                 path, "cpu", intra_op_threads, cpu_mem_arena=cpu_mem_arena
             )
-        elif precision == FP16 and self.provider != CUDA:
+        elif self.provider != CUDA and "cpu" not in served_on:
             raise PrecisionError(
-                f"{name}/{version} is the fp16 variant, served on CUDA only: on "
+                f"{name}/{version} is the {precision} variant, served on CUDA only: on "
                 f"{self.provider} it is no faster than fp32 and less exact. Serve it where "
                 "CUDA loads (--provider cuda), or serve its fp32 or int8 variant here"
             )
