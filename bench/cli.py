@@ -19,6 +19,8 @@ For the default bidirectional model (``bilstm``) and lengths U[10,200] it measur
    process and the old model at the same offered rate (``bench.frontends``);
 8. with ``--streams S``: S concurrent streams of a unidirectional model (``--stream-model``)
    served with server-held state, client-held state and re-sent history (``bench.streams``);
+9. with ``--precisions fp32,int8`` (``fp32,fp16`` on a GPU): each precision variant of the model
+   in process and served, with its test accuracy (``bench.precision``);
 
 then prints the ratios (service / ceiling, service / baseline, service / HTTP ceiling), the
 targets and where the time goes (``bench.analysis``), and writes
@@ -46,6 +48,7 @@ from bench.cpu import load_average
 from bench.frontends import measure_frontends
 from bench.handoff import measure_handoff
 from bench.load import LoadPlan, load_server
+from bench.precision import measure_precisions
 from bench.records import Ceilings, Point, ServerStart, SuiteReport
 from bench.report import describe_machine, suite_markdown, write_results
 from bench.servers import ROOT, SERVER_LABELS, SERVERS, running_server, served_model_file
@@ -72,6 +75,11 @@ def _names(text: str) -> list[str]:
 def _counts(text: str) -> list[int]:
     """``1,2,4``; empty: none."""
     return _ints(text) if text.strip() else []
+
+
+def _counts_or_names(text: str) -> list[str]:
+    """``fp32,int8``; empty: none."""
+    return _names(text) if text.strip() else []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--think-ms", type=float, default=20.0, help="pause between a stream's chunks"
     )
+    parser.add_argument(
+        "--precisions",
+        type=_counts_or_names,
+        default=[],
+        help="precision variants of the precision case, e.g. fp32,int8 (CPU) or fp32,fp16 "
+        "(GPU): each variant of --model (bilstm, bilstm_int8, bilstm_fp16) in process at "
+        "--precision-batch-sizes in arrival and sorted order, and served at the highest "
+        "--concurrency, with its test accuracy (bench.precision; empty: skipped)",
+    )
+    parser.add_argument("--precision-batch-sizes", type=_ints, default=[1, 16, 64])
     parser.add_argument(
         "--handoff-requests",
         type=int,
@@ -303,6 +321,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 warmup_s=args.warmup,
             )
+    precisions = None
+    if args.precisions:
+        log.info("precision case:")
+        protocol = "v2-binary" if "v2-binary" in args.protocols else args.protocols[0]
+        precisions = measure_precisions(
+            repository,
+            dataclasses.replace(plan, protocols=(protocol,)),
+            args.precisions,
+            features,
+            batch_sizes=args.precision_batch_sizes,
+            sample=args.sample,
+            low=args.lengths.low,
+            high=args.lengths.high,
+            seconds=args.ceiling_seconds,
+            parallel=max(1, min(4, os.cpu_count() or 1)),
+            service_flags=shlex.split(args.service_flags),
+            provider=args.provider,
+        )
+        naive = [
+            p
+            for p in points
+            if p.kind == "naive"
+            and p.protocol == protocol
+            and p.concurrency == precisions.concurrency
+        ]
+        if naive:
+            precisions.naive_fp32_seq_per_s = naive[0].sequences_per_s
     padding = padding_comparison(points)
     today = dt.date.today().isoformat()
     report = SuiteReport(
@@ -330,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handoff=handoff,
         frontends=frontends,
         streams=streams,
+        precisions=precisions,
     )
     text = suite_markdown(report)
     kind = "gpu" if args.provider == "cuda" else "cpu"

@@ -394,6 +394,35 @@ class SuiteReport:
     handoff: HandoffCost | None = None
     frontends: FrontendsCase | None = None
     streams: StreamsCase | None = None
+    precisions: PrecisionCase | None = None
+
+
+@dataclass
+class PrecisionRow:
+    """One precision variant of the benchmark's model (``bench.precision``): its test accuracy
+    (from its metadata), its in-process sequences/s per ``"<batch> <order>"`` cell, and the
+    service's sequences/s and p99 at ``concurrency`` clients serving it."""
+
+    precision: str
+    model: str
+    provider: str
+    test_accuracy: float | None
+    in_process_seq_per_s: dict[str, float]
+    service_seq_per_s: float | None
+    service_p99_ms: float | None
+
+
+@dataclass
+class PrecisionCase:
+    """The precision case of ``python -m bench`` (``--precisions``): every variant over the
+    same sample and the same load; ``naive_fp32_seq_per_s`` is the naive baseline serving fp32
+    at the same concurrency and protocol, when the run measured it."""
+
+    protocol: str
+    concurrency: int
+    parallel_runs: int
+    rows: list[PrecisionRow]
+    naive_fp32_seq_per_s: float | None = None
 
 
 # -- the overload soak (python -m bench.soak) ----------------------------------------------------

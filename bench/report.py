@@ -19,6 +19,8 @@ from bench.records import (
     FrontendsCase,
     HandoffCost,
     Machine,
+    PrecisionCase,
+    PrecisionRow,
     SoakReport,
     StreamsCase,
     SuiteReport,
@@ -165,6 +167,8 @@ def suite_markdown(report: SuiteReport) -> str:
         lines += ["", *frontends_markdown(report.frontends)]
     if report.streams:
         lines += ["", *streams_markdown(report.streams)]
+    if report.precisions:
+        lines += ["", *precisions_markdown(report.precisions)]
     if report.breakdown or report.handoff:
         lines += ["", "## Where the time goes (service, mean ms per request)", ""]
     if report.breakdown:
@@ -276,6 +280,41 @@ def streams_markdown(case: StreamsCase) -> list[str]:
         "largest difference of a stream's last probabilities from the server-state row's, over "
         "the streams both finished (the same streams: it should stay under 1e-4).",
     ]
+    return lines
+
+
+def precisions_markdown(case: PrecisionCase) -> list[str]:
+    """The precision case: speed and test accuracy of each variant, side by side."""
+    cells = list(case.rows[0].in_process_seq_per_s) if case.rows else []
+    fp32 = next((r for r in case.rows if r.precision == "fp32"), None)
+    lines = [
+        "## Precision: fp32 and its variants, speed and accuracy",
+        "",
+        f"In process: ONNX Runtime seq/s on the ceiling's sample, {case.parallel_runs} runs in "
+        f"parallel, per batch size and order. Served: `{case.protocol}`, {case.concurrency} "
+        "clients. Test accuracy: JapaneseVowels (370 sequences), as the export measured it.",
+        "",
+    ]
+
+    def speedup(row: PrecisionRow, cell: str) -> str:
+        if fp32 is None or row is fp32:
+            return fmt(row.in_process_seq_per_s[cell], 0)
+        ratio = row.in_process_seq_per_s[cell] / fp32.in_process_seq_per_s[cell]
+        return f"{row.in_process_seq_per_s[cell]:,.0f} ({ratio:.2f}x)"
+
+    lines += table(
+        ["precision", "model", "provider", "test accuracy", *(f"batch {c}" for c in cells),
+         "served seq/s", "served p99 ms", "served / naive fp32"],
+        (
+            [r.precision, f"`{r.model}`", r.provider.removesuffix("ExecutionProvider"),
+             "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}",
+             *(speedup(r, c) for c in cells), fmt(r.service_seq_per_s, 0),
+             fmt(r.service_p99_ms, 1),
+             "-" if case.naive_fp32_seq_per_s is None or r.service_seq_per_s is None
+             else f"{r.service_seq_per_s / case.naive_fp32_seq_per_s:.2f}x"]
+            for r in case.rows
+        ),
+    )  # fmt: skip
     return lines
 
 
