@@ -5,7 +5,9 @@
 #      judged by the image's own health check, then one inference;
 #   3. python -m bench --provider cuda (ceilings, service, naive baseline, HTTP ceiling);
 #   4. 1, 4 and 8 HTTP frontends feeding one engine (and the old per-worker model) under the
-#      same V2 binary load, with the engine's batch figures.
+#      same V2 binary load, with the engine's batch figures;
+#   5. the fp16 variants (exported and verified on CUDA) against fp32: in process at batches
+#      1/16/64/256 and served, with their test accuracy (python -m bench --precisions).
 # Needs the default models (model_repository/, artifacts/checkpoints/) and the serving stack
 # (stage it with: MORE=pyzmq ../shared/gpu/stage-wheels.sh; the GPU image lacks pyzmq).
 # Writes its files to $OUT (default /tmp/gpu-out). PROVIDER=cpu runs it as a dry run.
@@ -79,4 +81,13 @@ for frontends in 1 4 8; do
 done
 run_frontends "in-process-1" --workers 1 --engine in-process
 run_frontends "in-process-4" --workers 4 --engine in-process
+# 5. fp16 against fp32 (issue 17): the variants written beside the fp32 models, then measured
+python3 -m export.defaults --repository "$repo" --precisions fp32 fp16 --provider "$provider" \
+  > "$out/fp16-export.txt" 2>&1
+echo "exit $?" >> "$out/fp16-export.txt"
+timeout 200 python3 -m bench --provider "$provider" --processes 8 --no-torch --no-ceiling \
+  --servers service --protocols v2-binary --concurrency 256 --handoff-requests 0 \
+  --precisions fp32,fp16 --precision-batch-sizes 1,16,64,256 --seconds 3 --warmup 1 \
+  --tag precision --out-dir "$out" > /tmp/bench-precision.log 2>&1
+tail -20 /tmp/bench-precision.log > "$out/precision.txt"
 ls -la "$out"
