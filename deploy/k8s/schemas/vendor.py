@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 KUBERNETES_KINDS = {
     # file in kubernetes-validate's folder -> (apiVersion, kind)
     "configmap-v1.json": ("v1", "ConfigMap"),
-    "secret-v1.json": ("v1", "Secret"),
     "service-v1.json": ("v1", "Service"),
     "serviceaccount-v1.json": ("v1", "ServiceAccount"),
     "persistentvolumeclaim-v1.json": ("v1", "PersistentVolumeClaim"),
