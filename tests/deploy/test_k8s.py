@@ -193,6 +193,14 @@ def test_schemas_refuse_what_the_api_server_would() -> None:
         ("keda", "ScaledObject", "trigger without type"): lambda o: o["spec"]["triggers"][0].pop(
             "type"
         ),
+        ("gpu", "Ingress", "port type"): lambda o: o["spec"]["rules"][0]["http"]["paths"][0][
+            "backend"
+        ]["service"]["port"].update(number="http"),
+        ("gpu", "ConfigMap", "value type"): lambda o: o["data"].update(LSTM_SERVING_PORT=8000),
+        ("gpu", "ServiceAccount", "type"): lambda o: o.update(automountServiceAccountToken="no"),
+        ("cpu+model-pvc", "PersistentVolumeClaim", "type"): lambda o: o["spec"].update(
+            accessModes="ReadOnlyMany"
+        ),
         ("kserve", "ServingRuntime", "protocol"): lambda o: o["spec"]["protocolVersions"].append(7),
         ("kserve", "ServingRuntime", "container field"): lambda o: o["spec"]["containers"][
             0
@@ -206,6 +214,8 @@ def test_schemas_refuse_what_the_api_server_would() -> None:
     }
     for (variant, kind, what), change in cases.items():
         assert _wrong(variant, kind, change), f"{kind}: {what} passed the schema"
+    kinds = {o["kind"] for v in VARIANTS for o in render(v)}
+    assert kinds == {kind for _, kind, _ in cases}, "a kind without a refusal case"
 
 
 # -- settings -----------------------------------------------------------------------------------
