@@ -221,7 +221,8 @@ def test_schemas_refuse_what_the_api_server_would() -> None:
 # -- settings -----------------------------------------------------------------------------------
 def _env_lines() -> tuple[dict[str, str], dict[str, str]]:
     """settings.env: (set, commented out) as name -> value."""
-    active, commented = {}, {}
+    active: dict[str, str] = {}
+    commented: dict[str, str] = {}
     for line in SETTINGS_ENV.read_text().splitlines():
         match = re.fullmatch(r"(# )?(LSTM_SERVING_[A-Z0-9_]+)=(.*)", line.strip())
         if match:
