@@ -4,13 +4,17 @@ config`` where a Compose v2 CLI is installed), and what each service must have."
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -345,9 +349,9 @@ def test_nginx_resolves_every_replica_and_limits() -> None:
 
     # nginx 1.22 (Debian 12): a variable in proxy_pass, resolved through Docker's DNS per request
     # (an upstream's `server ... resolve` needs 1.27.3+).
-    assert not values("upstream") and ["user", "www-data"] in [d[:2] for d in directives]
+    assert ["user", "www-data"] in [d[:2] for d in directives]
     assert ["$replicas", "server:8000"] in values("set")
-    assert ["http://$replicas"] in values("proxy_pass")
+    assert ["http://$backend"] in values("proxy_pass")
     (resolver,) = values("resolver")
     assert resolver[0] == "127.0.0.11" and "ipv6=off" in resolver
     assert ["1.1"] in values("proxy_http_version")
@@ -362,6 +366,31 @@ def test_nginx_resolves_every_replica_and_limits() -> None:
     assert "http_503" in retry and "http_429" not in retry
 
 
+def _nginx_blocks(name: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each ``name ... { ... }`` block of nginx.conf (without nested blocks): its arguments and
+    its directives."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    return [
+        (head.split()[1:], [s.split() for s in body.split(";") if s.strip()])
+        for head, body in re.findall(r"(\b" + name + r"\s[^{;]*)\{([^{}]*)\}", text)
+    ]
+
+
+def test_nginx_hashes_streams_by_sequence_id_and_balances_the_rest() -> None:
+    """A request with X-Sequence-Id goes to `streams`, hashed consistently by the header, so a
+    stream's chunks reach the replica holding its state; one without it keeps the per-request
+    resolution (the map's "" entry). The header is the one the Kubernetes Ingress hashes."""
+    ((args, upstream),) = _nginx_blocks("upstream")
+    assert args == ["streams"]
+    assert ["hash", "$http_x_sequence_id", "consistent"] in upstream
+    assert ["server", "server:8000"] in upstream
+    ((args, entries),) = _nginx_blocks("map")
+    assert args == ["$http_x_sequence_id", "$backend"]
+    assert dict(entries) == {'""': "$replicas", "default": "streams"}
+    ingress = (ROOT / "deploy" / "k8s" / "base" / "ingress.yaml").read_text()
+    assert 'upstream-hash-by: "$http_x_sequence_id"' in ingress
+
+
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     """``nginx -t`` where an nginx is installed (the image's is Debian 12's 1.22). ``user
     www-data`` needs root, so it is dropped for this check."""
@@ -370,7 +399,12 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     )
     if nginx is None:
         pytest.skip("nginx is not installed here")
-    config = NGINX_CONF.read_text().replace("user www-data;", "")
+    # The replicas' name resolves only in the compose network: an address stands in for it.
+    config = (
+        NGINX_CONF.read_text()
+        .replace("user www-data;", "")
+        .replace("server server:8000;", "server 127.0.0.1:8000;")
+    )
     (tmp_path / "nginx.conf").write_text(config)
     result = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g",
@@ -380,3 +414,78 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
         timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+class _Named(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        body = self.server.name.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_nginx_sends_each_stream_to_one_replica(tmp_path: Path) -> None:
+    """The real nginx with this config, two stand-in replicas on this machine: every request of
+    a stream reaches one replica, different streams spread over both, and requests without the
+    header take the per-request path (here an upstream of both, for Docker's DNS)."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed here")
+    replicas = []
+    for name in ("a", "b"):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Named)
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        replicas.append(server)
+    servers = "".join(f"server 127.0.0.1:{r.server_address[1]}; " for r in replicas)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = (
+        NGINX_CONF.read_text()
+        .replace("user www-data;", "")
+        .replace("server server:8000;", servers)
+        .replace("listen 8000;", f"listen 127.0.0.1:{port};")
+        .replace("set $replicas server:8000;", "set $replicas everyone;")
+        .replace(
+            "upstream streams {", f"upstream everyone {{ {servers} }}\n    upstream streams {{"
+        )
+    )
+    (tmp_path / "nginx.conf").write_text(config)
+    process = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g",
+         f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;"],
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http_client:
+            for _ in range(100):  # until nginx listens
+                try:
+                    http_client.get("/")
+                    break
+                except httpx.TransportError:
+                    process.poll()
+                    assert process.returncode is None, (tmp_path / "error.log").read_text()
+                    threading.Event().wait(0.05)
+
+            def replica(headers: dict[str, str]) -> str:
+                return http_client.get("/v2/models/lstm/infer", headers=headers).text
+
+            homes = {}
+            for stream in range(20):
+                seen = {replica({"X-Sequence-Id": f"sensor-{stream}"}) for _ in range(5)}
+                assert len(seen) == 1, f"stream {stream} reached {seen}"
+                homes[stream] = seen.pop()
+            assert set(homes.values()) == {"a", "b"}
+            plain = [replica({}) for _ in range(10)]
+            assert set(plain) == {"a", "b"}  # round-robin: both, not one hashed ""
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for server in replicas:
+            server.shutdown()
