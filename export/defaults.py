@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # models.train reports each epoch through logging.
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
+    from export.examples import write_japanese_vowels_examples
     from export.exporter import export_checkpoint
     from export.repository import exported_sha256
 
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         checkpoint = args.checkpoints / f"{spec.name}.pt"
         ensure_checkpoint(spec, checkpoint, args.data_dir)
+        write_japanese_vowels_examples(args.repository, spec.name, args.data_dir)
         same = up_to_date(checkpoint, args.repository, spec.name, args.version)
         if same is not None and not args.force:
             print(f"[{spec.name}] {same}")
