@@ -186,9 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in DELEGATES:
         return _delegate(args_list[0], args_list[1:])
     args = build_parser().parse_args(args_list)
-    import httpx
+    try:
+        import httpx
 
-    from lstm_serving.client import ServerError
+        from lstm_serving.client import ServerError
+    except ImportError as error:  # the serving install (the image) has no httpx
+        print(
+            f"lstm-serving: error: {error}: the client needs `pip install lstm-serving[client]`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
     try:
         return _predict(args) if args.command == "predict" else _models(args)
