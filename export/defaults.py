@@ -144,10 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         checkpoint = args.checkpoints / f"{spec.name}.pt"
         ensure_checkpoint(spec, checkpoint, args.data_dir)
-        write_japanese_vowels_examples(args.repository, spec.name, args.data_dir)
         same = up_to_date(checkpoint, args.repository, spec.name, args.version)
         if same is not None and not args.force:
             print(f"[{spec.name}] {same}")
+            write_japanese_vowels_examples(args.repository, spec.name, args.data_dir)
             continue
         previous = exported_sha256(args.repository, spec.name, args.version)
         reason = (
@@ -164,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = run_export(export, what=f"[{spec.name}]")
         if code == 2:  # a provider that cannot run, or an unusable checkpoint: stop here
             return 2
+        if code == 0:  # the examples (export/examples.py) only next to a model that exported
+            write_japanese_vowels_examples(args.repository, spec.name, args.data_dir)
         failures += code
     print(
         f"done in {time.perf_counter() - started:.1f} s"

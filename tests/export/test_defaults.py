@@ -5,6 +5,7 @@ unusable checkpoint."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def test_defaults_train_export_then_skip_until_forced(
         assert metadata["architecture"] == (
             "bidirectional_lstm" if spec.bidirectional else "stacked_lstm"
         )
+        examples = json.loads((repo / spec.name / "examples.json").read_text())["examples"]
+        assert len(examples) == 9 and len(examples[0]["sequence"][0]) == 12  # JapaneseVowels
     written = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
 
     assert defaults.main(argv) == 0  # nothing to do: same checkpoints, same exports
