@@ -88,10 +88,12 @@ COPY artifact[s]/checkpoints/*.pt artifacts/checkpoints/
 RUN mkdir -p artifacts/checkpoints \
     && python -m export.defaults --repository /build/model_repository --checkpoints artifacts/checkpoints
 
-# The project's wheel (pure Python; pip fetches setuptools for the build, hence the CA secret);
-# the service code comes last, so a change there re-runs neither the training nor the export.
+# The project's wheel (pure Python; pip fetches setuptools for the build, hence the CA secret),
+# with the console's assets (package data) and the lstm-serving command; the code comes last,
+# so a change there re-runs neither the training nor the export.
 COPY README.md ./
 COPY service/ service/
+COPY lstm_serving/ lstm_serving/
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python -m pip wheel --no-deps --wheel-dir /build/dist .

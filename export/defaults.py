@@ -143,14 +143,17 @@ def ensure_checkpoint(spec: DefaultModel, path: Path, data_dir: Path | None) -> 
 
 
 def export_variant(checkpoint: Path, name: str, precision: str, args: argparse.Namespace) -> int:
-    """Export ``checkpoint``'s ``precision`` variant as ``name`` unless it is up to date; the
-    exit status of ``run_export`` (0 also when up to date)."""
+    """Export ``checkpoint``'s ``precision`` variant as ``name`` unless it is up to date, and
+    write the examples of the console's "try it" beside it; the exit status of ``run_export``
+    (0 also when up to date)."""
+    from export.examples import write_japanese_vowels_examples
     from export.exporter import export_checkpoint
     from export.repository import exported_sha256
 
     same = up_to_date(checkpoint, args.repository, name, args.version)
     if same is not None and not args.force:
         print(f"[{name}] {same}")
+        write_japanese_vowels_examples(args.repository, name, args.data_dir)
         return 0
     previous = exported_sha256(args.repository, name, args.version)
     reason = (
@@ -170,7 +173,10 @@ def export_variant(checkpoint: Path, name: str, precision: str, args: argparse.N
         verify=verify_settings(args),
         precision=precision,
     )
-    return run_export(export, what=f"[{name}]")
+    code = run_export(export, what=f"[{name}]")
+    if code == 0:  # the examples (export/examples.py) only next to a model that exported
+        write_japanese_vowels_examples(args.repository, name, args.data_dir)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Fixtures shared by every test package: the tiny model repository exported through export/
-(``tests.support.tiny_repository`` says what is in it), and writable copies of the shipped
-TF 1.x checkpoints."""
+(``tests.support.tiny_repository`` says what is in it), a copy of it with example sequences, and
+writable copies of the shipped TF 1.x checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.examples_repository import with_examples
 from tests.support.tf1_shipped import model_dir
 from tests.support.tiny_repository import export_tiny_models
 
@@ -23,6 +24,13 @@ def anyio_backend() -> str:
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_bi`` (bidirectional [8, 8]) and ``tiny_uni`` (stacked [8, 12]), F=5, 3 classes."""
     return export_tiny_models(tmp_path_factory.mktemp("model_repository"))
+
+
+@pytest.fixture(scope="session")
+def examples_repository(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny repository with ``examples.json`` next to each model, labelled with the class
+    in-process ORT gives each example (``tests.support.examples_repository``)."""
+    return with_examples(model_repository, tmp_path_factory.mktemp("examples") / "repository")
 
 
 @pytest.fixture

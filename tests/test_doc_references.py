@@ -19,6 +19,7 @@ PACKAGES = (
     "service",
     "loadtest",
     "bench",
+    "lstm_serving",
 )
 SOURCES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 DOCUMENT = re.compile(r"[\w./~-]+\.md\b")

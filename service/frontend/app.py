@@ -34,6 +34,7 @@ from service.frontend.api.offload import CpuOffload
 from service.frontend.api.responses import error_response, unexpected_error_response
 from service.frontend.api.routes import install_inference_routes
 from service.frontend.auth import ApiKeyMiddleware
+from service.frontend.console import install_console
 from service.handoff.client import EngineClient
 from service.handoff.remote import connect_engines
 from service.logs import configure_logging
@@ -164,6 +165,9 @@ def create_app(
         description="Batched variable-length LSTM inference on ONNX Runtime: a simple JSON API "
         "(/v1) and the Open Inference Protocol (/v2, KServe V2) with binary tensors.",
         lifespan=lifespan,
+        # /docs and /redoc come from the console, with their assets served from this package
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = None
     install_error_handlers(app)
@@ -180,6 +184,7 @@ def create_app(
     install_inference_routes(app, INFERENCE_ROUTES)
 
     install_openapi(app, [route.body for route in INFERENCE_ROUTES])
+    install_console(app)
 
     @app.get(
         "/metrics",

@@ -2,6 +2,8 @@
 
 Off unless a key is set (``--api-key`` / ``LSTM_SERVING_API_KEY``). Health and metrics stay
 open by default, so orchestrators and Prometheus need no secret; each can be closed separately.
+The console's page (``/``) and the package's static files (``/static/...``) are always open: they
+hold no data, and the page must load before it can ask for the key.
 The comparison takes constant time, and the key never reaches a log or an error message.
 """
 
@@ -16,6 +18,8 @@ from service.frontend.api.responses import error_response
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
 METRICS_PATHS = ("/metrics",)
+CONSOLE_PATHS = ("/",)
+STATIC_PREFIX = "/static/"
 
 
 class Unauthorized(ServiceError):
@@ -30,7 +34,7 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, api_key: str, protect_health: bool, protect_metrics: bool):
         self.app = app
         self._key = api_key.encode()
-        open_paths: list[str] = []
+        open_paths: list[str] = list(CONSOLE_PATHS)
         if not protect_health:
             open_paths += HEALTH_PATHS
         if not protect_metrics:
@@ -46,7 +50,13 @@ class ApiKeyMiddleware:
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._open or self._authorized(scope):
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in self._open
+            or path.startswith(STATIC_PREFIX)
+            or self._authorized(scope)
+        ):
             await self.app(scope, receive, send)
             return
         error = Unauthorized(

@@ -280,6 +280,16 @@ def test_service_starts_from_the_runtime_answers_and_drains(
         (probs,) = json.loads(response.read())["outputs"]
     assert probs["shape"] == [1, 3] and abs(sum(probs["data"]) - 1) < 1e-5
 
+    # The console and the offline documentation pages: their assets are package data of the wheel.
+    for page in ("/", "/docs", "/redoc"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=30) as response:
+            html = response.read().decode()
+        assets = re.findall(r"""(?:src|href)=["'](/static/[^"']+)""", html)
+        assert assets, f"{page} references no asset under /static/"
+        for asset in assets:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{asset}", timeout=30) as response:
+                assert response.status == 200 and response.read(), asset
+
     process.send_signal(signal.SIGTERM)  # STOPSIGNAL SIGTERM
     assert process.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises it once drained
     log = process.stdout.read()  # type: ignore[union-attr]

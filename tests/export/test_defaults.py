@@ -65,6 +65,9 @@ def test_defaults_train_export_then_skip_until_forced(
         assert set(accuracy) == {"dataset", "sequences", "fp32", "int8"}
         assert accuracy["fp32"] == json.loads(metadata["accuracy"])["fp32"]
         assert accuracy["fp32"] - accuracy["int8"] <= 0.005
+        for name in (spec.name, f"{spec.name}_int8"):
+            examples = json.loads((repo / name / "examples.json").read_text())["examples"]
+            assert len(examples) == 9 and len(examples[0]["sequence"][0]) == 12  # JapaneseVowels
     written = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
 
     assert defaults.main(argv) == 0  # nothing to do: same checkpoints, same exports

@@ -7,10 +7,13 @@ pydantic models below document the API in the OpenAPI schema.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -26,6 +29,8 @@ from service.frontend.api.validation import (
     encode_json,
 )
 from service.registry import ServedModel
+
+log = logging.getLogger(__name__)
 
 TAGS = ("simple JSON API",)
 router = APIRouter(prefix="/v1", tags=list(TAGS))
@@ -113,6 +118,38 @@ async def list_models(request: Request) -> Response:
 )
 async def get_model(request: Request, name: Annotated[str, Path()]) -> Response:
     return json_response(model_summary(context(request).registry.get(name)))
+
+
+EXAMPLES_FILENAME = "examples.json"
+"""``<repository>/<name>/examples.json``, written by the export (``export/examples.py``)."""
+
+
+@router.get(
+    "/models/{name}/examples",
+    summary="Example sequences for the model, with their true labels (read-only)",
+    responses=METADATA_ERRORS,
+)
+async def get_examples(request: Request, name: Annotated[str, Path()]) -> Response:
+    """The examples the export wrote next to the model (for the built-in models, JapaneseVowels
+    test utterances); ``{"examples": []}`` for a model without any. The console's "try it" panel
+    sends them."""
+    ctx = context(request)
+    served = ctx.registry.get(name)  # 404 for an unknown model; the name is a valid folder name
+    path = ctx.settings.model_repository / served.name / EXAMPLES_FILENAME
+    try:
+        content = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        return json_response({"model": served.name, "source": None, "examples": []})
+    try:
+        body = orjson.loads(content)
+        examples = [
+            {"name": str(e["name"]), "label": str(e["label"]), "sequence": e["sequence"]}
+            for e in body["examples"]
+        ]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        log.warning("unreadable examples file %s: %s", path, error)
+        return json_response({"model": served.name, "source": None, "examples": []})
+    return json_response({"model": served.name, "source": body.get("source"), "examples": examples})
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
