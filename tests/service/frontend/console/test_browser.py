@@ -62,7 +62,7 @@ def test_the_page_loads_shows_the_models_and_asks_only_this_server(
         "return [...document.querySelectorAll('#models tbody tr[data-model=tiny_bi] td')]"
         ".map(c => c.textContent)"
     )
-    assert row[1:4] == ["1", "ready", "CPU"] and row[5] == "[T, 5]" and row[7] == "3"
+    assert row[1:5] == ["1", "ready", "CPU", "fp32"] and row[5] == "[T, 5]" and row[7] == "3"
     assert row[9].startswith("passed on CPU")  # the export's parity figures, from metadata
     browser.wait("window.lstmConsole.polls >= 2", "two polls of /metrics")
     assert browser.wait("document.getElementById('status').dataset.state", "health") == "ready"

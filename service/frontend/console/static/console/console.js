@@ -86,9 +86,13 @@
   const fmt = (x, digits = 3) => (x === null || x === undefined || Number.isNaN(x) ? "—" : Number(x).toPrecision(digits));
   const shortProvider = (p) => (p ? p.replace("ExecutionProvider", "") : "—");
 
+  // metadata.accuracy (export/accuracy.py): {dataset, sequences, fp32: 0.973, int8: 0.973}
   function accuracyText(metadata) {
-    const found = Object.entries(metadata || {}).filter(([k]) => /accuracy/i.test(k));
-    return found.length ? found.map(([k, v]) => k.replace(/_/g, " ") + " " + (typeof v === "number" ? v.toFixed(4) : v)).join(", ") : "—";
+    const accuracy = metadata && metadata.accuracy;
+    if (!accuracy || typeof accuracy !== "object") return "—";
+    const shown = ["fp32", "int8", "fp16"].filter((p) => typeof accuracy[p] === "number");
+    if (!shown.length) return "—";
+    return shown.map((p) => p + " " + (100 * accuracy[p]).toFixed(2) + "%").join(", ");
   }
 
   function parityText(metadata) {
