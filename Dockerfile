@@ -15,7 +15,7 @@
 #               wheels (ORT_EXTRAS), the service's dependencies only (no torch), the model
 #               repository at /models, a non-root user, `python -m service`
 #
-# Build arguments and contexts (README, "Deployment (Docker)"):
+# Build arguments and contexts (docs/deployment.md, "Deployment (Docker)"):
 #   --secret id=ca,src=BUNDLE      optional: a CA bundle for pip (a proxy that re-signs TLS)
 #   --build-context wheels=DIR     optional: a folder of wheels pip may take torch from
 #   --build-arg TORCH_INDEX_URL=   PyTorch's CPU index (the default); empty: PyPI and the

@@ -2,7 +2,7 @@
 frontends feeding one engine form the batches one process forms.
 
 For each N it starts the service with ``--workers N --engine separate`` (N frontend processes,
-one engine process: the README's "Process model") and measures, over one protocol,
+one engine process: the docs/serving.md's "Process model") and measures, over one protocol,
 
 * a closed loop at the run's highest concurrency: throughput, p50/p99, the engine's mean batch
   size and padding efficiency (``/metrics``), errors, the CPU of every server process;

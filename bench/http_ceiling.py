@@ -6,10 +6,10 @@ It is ``service.frontend.app.create_app`` unchanged — the same routes, body re
 decoding, validation, dynamic batcher, executor threads, response encoding and metrics — with a
 runtime factory whose runtime reads each model's spec from its ONNX file but answers every batch
 with zeros of the right shapes (uniform probabilities) instead of running ONNX Runtime. What it
-reaches is what the service's HTTP path allows before any compute; see the README's "Benchmark
-suite (``python -m bench``)" (where it is point 4) and its measured tables, "Performance on a
-2-core CPU dev machine" and "Performance on a GPU". Never serve real traffic with it: its
-answers are not predictions.
+reaches is what the service's HTTP path allows before any compute; see docs/benchmarks.md's
+"Benchmark suite (``python -m bench``)" (where it is point 4) and its measured tables,
+"Performance on a 2-core CPU dev machine" and "Performance on a GPU". Never serve real traffic
+with it: its answers are not predictions.
 
 Shapes: ``L`` steps of a sequence, ``C`` classes, ``D`` per-step output width, ``dirs``
 directions, ``H_n`` width of layer ``n``.

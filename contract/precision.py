@@ -15,7 +15,7 @@ SERVED_ON = {FP32: ("cpu", "cuda"), INT8: ("cpu",), FP16: ("cuda",)}
 """Where each precision is served. int8 on the CPU only: its kernels (``DynamicQuantizeLSTM``,
 ``MatMulInteger``) have no CUDA implementation, so on a GPU server it gets a CPU session of its
 own rather than a CUDA one that copies to the CPU at every node. fp16 on CUDA only: on the CPU
-provider it is no faster than fp32 (README, "Precision") and less exact."""
+provider it is no faster than fp32 (docs/models-and-export.md, "Precision") and less exact."""
 
 
 class PrecisionError(ValueError):

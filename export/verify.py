@@ -68,7 +68,7 @@ from padding import pad_sequences
 DEFAULT_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
 """Max abs error allowed, per provider (``cpu`` or ``cuda``). CUDA gets more room: its kernels may
 change with the batch size, so even ORT-vs-ORT checks (padding invariance) need not be exact
-there (3.8e-5 measured on an H100: the README's "Performance on a GPU",
+there (3.8e-5 measured on an H100: the docs/benchmarks.md's "Performance on a GPU",
 ``bench/results/gpu-2026-11-26-export-cuda.txt``). The session is the service's
 (``contract.sessions.create_session``): on CUDA exact FP32 (TF32 off), so the verifier checks
 what is served."""

@@ -4,7 +4,8 @@ The variant's own invariants are those of every export (``export.verify``): the 
 inputs and outputs, exactly zero past each length, each sequence alone equal to its row of a
 batch, and chunked equal to whole for a unidirectional model. Against fp32 it is held to
 ``probs`` within a stated error and to the test accuracy. Every limit is in ``VARIANT_LIMITS``,
-chosen over what was measured on the default models and random ones (README, "Precision").
+chosen over what was measured on the default models and random ones
+(docs/models-and-export.md, "Precision").
 
 * ``vs_fp32``: max abs error of ``probs`` against the fp32 graph, over the JapaneseVowels test set
   when the model is of its shape, else over the random batches. Only ``probs``: int8 moves the
@@ -69,8 +70,8 @@ class VariantLimits:
 
 
 VARIANT_LIMITS = {
-    # Measured on the defaults (README, "Precision"): int8 probs vs fp32 up to 0.10, alone vs
-    # batched 0.048, chunked 0.060; fp16 on the CPU provider 1.2e-3, 0 and 0.
+    # Measured on the defaults (docs/models-and-export.md, "Precision"): int8 probs vs fp32 up
+    # to 0.10, alone vs batched 0.048, chunked 0.060; fp16 on the CPU provider 1.2e-3, 0, 0.
     INT8: VariantLimits(probs_vs_fp32=0.2, invariance=0.1, pad_value=0.0),
     FP16: VariantLimits(probs_vs_fp32=2e-3, invariance=1e-3),
 }

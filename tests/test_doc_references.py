@@ -1,6 +1,7 @@
 """What the code cites is in the repository: every ``*.md`` document and repository file named in
 the packages' sources exists under the repository root (no absolute paths to a machine's
-folders), and every README section cited by name is a heading of the README."""
+folders), every section cited by name (``README's "X"``, ``docs/serving.md, "X"``) is a heading
+of the document named, and the test files the documents cite exist."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ REPO_FILE = re.compile(
     r"\b(?:tests|docs|bench|contract|export|tf1_checkpoint|padding|service|models|loadtest|deploy|docker)/"
     r"[\w./-]+\.\w+"
 )
-README_SECTION = re.compile(r"""README's "([^"]+)\"""")
+SECTION = re.compile(r"""\b(README|docs/[\w.-]+\.md)(?:'s|,) "([^"]+)\"""")
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _text(path: Path) -> str:
@@ -58,29 +60,44 @@ def test_a_cited_file_is_in_the_repository(source: str, cited: str) -> None:
     assert (ROOT / cited).is_file(), f"{source} cites {cited}, which is not in the repository"
 
 
-@pytest.mark.parametrize(("source", "section"), _cited(README_SECTION))
-def test_a_cited_readme_section_exists(source: str, section: str) -> None:
+def _cited_sections() -> list[tuple[str, str, str]]:
+    sources = [*SOURCES, *DOCUMENTS]
+    return [
+        (str(path.relative_to(ROOT)), match.group(1), match.group(2))
+        for path in sources
+        for match in SECTION.finditer(_text(path))
+    ]
+
+
+@pytest.mark.parametrize(("source", "document", "section"), _cited_sections())
+def test_a_cited_section_exists(source: str, document: str, section: str) -> None:
+    path = ROOT / ("README.md" if document == "README" else document)
+    assert path.is_file(), f"{source} cites {document}, which is not in the repository"
     headings = [
         line.lstrip("#").strip().replace("`", "")
-        for line in (ROOT / "README.md").read_text().splitlines()
+        for line in path.read_text().splitlines()
         if line.startswith("#")
     ]
     wanted = section.replace("`", "")
     assert any(heading.startswith(wanted) for heading in headings), (
-        f"{source} cites the README's {section!r}, which is not one of its headings"
+        f"{source} cites {document}'s {section!r}, which is not one of its headings"
     )
+
+
+def test_sections_are_cited() -> None:
+    assert _cited_sections(), "no section citation found: the pattern is out of date"
 
 
 README_TEST_FILE = re.compile(r"`((?:[\w]+/)*test_\w+\.py)`")
 
 
-def test_the_test_files_the_readme_cites_exist() -> None:
-    """The README names the tests that hold each guarantee, by their path under ``tests/`` or
+def test_the_test_files_the_documents_cite_exist() -> None:
+    """The documents name the tests that hold each guarantee, by their path under ``tests/`` or
     under its section's package folder (``api/test_v2.py`` in the service's sections): each name
     must be the end of a real test file's path."""
-    readme = (ROOT / "README.md").read_text()
+    text = " ".join(path.read_text() for path in DOCUMENTS)
     tests = [str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")]
-    cited = sorted(set(README_TEST_FILE.findall(readme)))
-    assert cited, "the README cites no test file: the pattern is out of date"
+    cited = sorted(set(README_TEST_FILE.findall(text)))
+    assert cited, "the documents cite no test file: the pattern is out of date"
     missing = [c for c in cited if not any(t == c or t.endswith("/" + c) for t in tests)]
-    assert not missing, f"the README cites test files that do not exist: {missing}"
+    assert not missing, f"the documents cite test files that do not exist: {missing}"
