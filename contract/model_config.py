@@ -165,6 +165,13 @@ class TensorConfig:
     """Without the batch axis when ``max_batch_size > 0`` (Triton's rule); -1 where dynamic."""
     label_filename: str | None = None
 
+    def whole_dims(self, batched: bool) -> list[int] | None:
+        """The tensor's whole shape: the batch axis (-1) put back first when Triton leaves it
+        out (``batched``: ``max_batch_size > 0``)."""
+        if self.dims is None:
+            return None
+        return [-1, *self.dims] if batched else list(self.dims)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -198,13 +205,6 @@ class ModelConfig:
             return cls.parse(path.read_text(encoding="utf-8"))
         except (ConfigError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path}: {error}") from None
-
-    def batched_dims(self, tensor: TensorConfig) -> tuple[int, ...] | None:
-        """``tensor``'s whole shape: the batch axis (-1) put back first when Triton leaves it
-        out (``max_batch_size > 0``)."""
-        if tensor.dims is None:
-            return None
-        return (-1, *tensor.dims) if self.max_batch_size > 0 else tensor.dims
 
 
 def _messages(message: Message, key: str) -> list[Message]:

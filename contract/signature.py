@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from contract.model_config import (
+    HINT_KEYS,
     LENGTHS_INPUT,
     LOGITS_OUTPUT,
     ONNX_TYPES,
@@ -71,7 +72,6 @@ class Hints:
     labels: list[str] | None = None
     max_batch_size: int | None = None
     inputs: dict[str, TensorConfig] = field(default_factory=dict)
-    outputs: dict[str, TensorConfig] = field(default_factory=dict)
     batched: bool = False
     """The configuration leaves the batch axis out of ``dims`` (``max_batch_size > 0``)."""
 
@@ -82,11 +82,11 @@ class Hints:
         """The hints of ``config`` (its ``parameters``, ``label_filename``, ``max_batch_size``)
         over those of the metadata (the same keys, ``model_config.HINT_KEYS``, and ``labels``, a
         JSON list)."""
-        said = dict(metadata)
+        said = {key: metadata[key] for key in HINT_KEYS if key in metadata}
         labels = _metadata_labels(metadata.get("labels"))
         max_batch = None
         if config is not None:
-            said.update(config.parameters)
+            said.update((k, v) for k, v in config.parameters.items() if k in HINT_KEYS)
             max_batch = config.max_batch_size if config.max_batch_size > 0 else 1
             labelled = [t for t in config.outputs if t.label_filename]
             if labelled and config_dir is not None:
@@ -109,7 +109,6 @@ class Hints:
             labels=labels,
             max_batch_size=max_batch,
             inputs={t.name: t for t in config.inputs} if config else {},
-            outputs={t.name: t for t in config.outputs} if config else {},
             batched=config is not None and config.max_batch_size > 0,
         )
 
@@ -168,9 +167,9 @@ def _declared(arg: Described, hints: Hints) -> list[object]:
             f"config.pbtxt gives input {arg.name!r} data_type {tensor.data_type}; the graph "
             f"takes {arg.type}"
         )
-    if tensor.dims is None:
+    said = tensor.whole_dims(hints.batched)
+    if said is None or tensor.dims is None:
         return dims
-    said = [-1, *tensor.dims] if hints.batched else list(tensor.dims)
     if len(said) != len(dims) and not (len(dims) == 1 and said == [-1, 1]):
         raise ContractError(
             f"config.pbtxt gives input {arg.name!r} dims {list(tensor.dims)} (max_batch_size "

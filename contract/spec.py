@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from contract.names import INPUTS, LENGTHS, OUTPUTS
@@ -167,13 +168,19 @@ class ModelSpec:
         """The output a class is read from: the probabilities, else the logits."""
         return self.probs_output or self.logits_output
 
-    @property
+    # Cached: the codec looks outputs up by name for every request (a frozen dataclass keeps
+    # them in its __dict__, outside the fields that equality and to_dict use).
+    @cached_property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
 
-    @property
+    @cached_property
     def output_shapes(self) -> dict[str, list[int]]:
         return {o.name: o.shape for o in self.outputs}
+
+    @cached_property
+    def _outputs_by_name(self) -> dict[str, OutputSpec]:
+        return {o.name: o for o in self.outputs}
 
     @property
     def input_shapes(self) -> dict[str, list[int]]:
@@ -186,10 +193,7 @@ class ModelSpec:
 
     def output(self, name: str) -> OutputSpec:
         """The output ``name``; ``KeyError`` when the model has none of that name."""
-        for output in self.outputs:
-            if output.name == name:
-                return output
-        raise KeyError(name)
+        return self._outputs_by_name[name]
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-safe values (``json.dumps`` takes it as it is); ``from_dict``

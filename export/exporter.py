@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.names import CONFIG_FILENAME, validate_model_name, validate_version
+from contract.precision import FP32
+from contract.sessions import create_session
 from export import repository
 from export.accuracy import DATASET, accuracy_on, matching_test_set
 from export.graph import OPSET, build_onnx_model
 from export.metadata import attach_metadata, build_metadata, state_dict_sha256
-from export.precision import FP32, make_variant
+from export.precision import make_variant
 from export.verify import VerificationError, VerificationReport, VerifySettings, verify_onnx
 from export.verify_variant import verify_variant
 from models.architectures import LSTMClassifier
@@ -78,8 +80,6 @@ def export_model(
     if precision == FP32:
         data = matching_test_set(reference.config)
         if data is not None:
-            from contract.sessions import create_session
-
             session, _ = create_session(proto.SerializeToString(), "cpu", 0)
             measured = accuracy_on(session, data)
             accuracy = {"dataset": DATASET, "sequences": measured.total, FP32: measured.value}

@@ -28,8 +28,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from contract.precision import FP16, FP32, INT8, PRECISIONS
 
-__all__ = ["FP16", "FP32", "INT8", "PRECISIONS", "VERIFIED_ON", "make_variant"]
-
 VERIFIED_ON = {FP32: ("cpu", "cuda"), INT8: ("cpu",), FP16: ("cuda", "cpu")}
 """Where each variant can be verified: int8's kernels are CPU-only; ONNX Runtime's CPU provider
 runs a float16 LSTM correctly (so an fp16 variant can be made and checked without a GPU)."""

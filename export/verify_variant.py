@@ -34,9 +34,10 @@ import numpy as np
 import onnx
 
 from contract.names import PROBS
+from contract.precision import FP16, INT8
 from contract.sessions import create_session
 from export.accuracy import BATCH, Accuracy, accuracy_on, matching_test_set
-from export.precision import FP16, INT8, VERIFIED_ON
+from export.precision import VERIFIED_ON
 from export.reference import onnx_outputs
 from export.verify import (
     Batch,

@@ -339,32 +339,39 @@ class Client:
         return Stream(self, model, sequence_id, version)
 
 
-class Stream:
-    """One stream: the first ``send`` starts it (``sequence_start``), ``end=True`` ends it."""
+class _StreamState:
+    """What a stream's next chunk is sent with: the first starts it (``sequence_start``),
+    ``end=True`` ends it. ``Stream`` and ``AsyncStream`` send it."""
+
+    def __init__(self, model: str, sequence_id: int | str, version: str | None) -> None:
+        self.model, self.sequence_id, self._version = model, sequence_id, version
+        self._started = False
+
+    def _chunk(self, chunk: Any, end: bool) -> dict[str, Any]:
+        """``predict``'s arguments for ``chunk`` ``(L, F)``."""
+        return {
+            "sequences": [np.asarray(chunk, np.float32)],
+            "version": self._version,
+            "sequence_id": self.sequence_id,
+            "sequence_start": not self._started,
+            "sequence_end": end,
+        }
+
+
+class Stream(_StreamState):
+    """One stream of ``Client``: the first ``send`` starts it, ``end=True`` ends it."""
 
     def __init__(
         self, client: Client, model: str, sequence_id: int | str, version: str | None
     ) -> None:
-        self._client, self.model, self.sequence_id, self._version = (
-            client,
-            model,
-            sequence_id,
-            version,
-        )
-        self._started = False
+        super().__init__(model, sequence_id, version)
+        self._client = client
 
     def send(self, chunk: Any, end: bool = False) -> Prediction:
         """Run ``chunk`` ``(L, F)`` from the state the previous chunks left; the answer is the
         whole stream's so far."""
-        result = self._client.predict(
-            self.model,
-            [np.asarray(chunk, np.float32)],
-            version=self._version,
-            sequence_id=self.sequence_id,
-            sequence_start=not self._started,
-            sequence_end=end,
-        )
-        self._started = True
+        result = self._client.predict(self.model, **self._chunk(chunk, end))
+        self._started = True  # only once the server took the first chunk
         return result
 
 
@@ -453,28 +460,16 @@ class AsyncClient:
         return AsyncStream(self, model, sequence_id, version)
 
 
-class AsyncStream:
+class AsyncStream(_StreamState):
     """``Stream`` for ``AsyncClient``."""
 
     def __init__(
         self, client: AsyncClient, model: str, sequence_id: int | str, version: str | None
     ) -> None:
-        self._client, self.model, self.sequence_id, self._version = (
-            client,
-            model,
-            sequence_id,
-            version,
-        )
-        self._started = False
+        super().__init__(model, sequence_id, version)
+        self._client = client
 
     async def send(self, chunk: Any, end: bool = False) -> Prediction:
-        result = await self._client.predict(
-            self.model,
-            [np.asarray(chunk, np.float32)],
-            version=self._version,
-            sequence_id=self.sequence_id,
-            sequence_start=not self._started,
-            sequence_end=end,
-        )
+        result = await self._client.predict(self.model, **self._chunk(chunk, end))
         self._started = True
         return result

@@ -60,7 +60,8 @@ def test_a_triton_config_is_read_into_what_the_service_uses() -> None:
     )
     assert config.outputs == (TensorConfig("scores", "TYPE_FP32", (6,), "labels.txt"),)
     assert config.parameters == {"sequence_layout": "time_major", "logits_output": "scores"}
-    assert config.batched_dims(config.inputs[0]) == (-1, -1, 40)  # the batch axis put back
+    assert config.inputs[0].whole_dims(batched=True) == [-1, -1, 40]  # the batch axis back
+    assert config.inputs[0].whole_dims(batched=False) == [-1, 40]
 
 
 def test_the_parser_keeps_every_field_and_nesting() -> None:

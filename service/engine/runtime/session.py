@@ -80,18 +80,16 @@ class ModelRuntime:
                 f"{self.provider} it is no faster than fp32 and less exact. Serve it where "
                 "CUDA loads (--provider cuda), or serve its fp32 or int8 variant here"
             )
-        self.precision = precision
         config_path = path.parent.parent / CONFIG_FILENAME  # <repo>/<name>/config.pbtxt
         config = ModelConfig.read(config_path) if config_path.is_file() else None
         self.spec = read_spec(name, version, self.session, config, config_path.parent)
         self.path = path
-        self._input_dtype = _INPUT_DTYPES[self.session_input_type()]
+        sequence_type = next(
+            i.type for i in self.session.get_inputs() if i.name == self.spec.sequence_input
+        )
+        self._input_dtype = _INPUT_DTYPES[sequence_type]
         self._lengths_dtype = np.int64 if self.spec.lengths_datatype == "INT64" else np.int32
         self._outputs = {o.name: o for o in self.spec.outputs}
-
-    def session_input_type(self) -> str:
-        """ORT's type string of the sequence input (``tensor(float)``...)."""
-        return next(i.type for i in self.session.get_inputs() if i.name == self.spec.sequence_input)
 
     @property
     def on_gpu(self) -> bool:

@@ -447,21 +447,16 @@ def encode_infer_results(
     return encode_infer_response(model, version, request_id, arrays)
 
 
-_ANSWERED = {
-    "f": ("FP32", "<f4"),
-    "i": ("INT64", "<i8"),
-    "u": ("INT64", "<i8"),
-    "b": ("BOOL", "|b1"),
-}
-"""The V2 datatype and wire dtype of each numpy kind: every float as FP32, every integer as
-INT64 unless it is INT32 (``_wire``)."""
-
-
 def _wire(array: np.ndarray) -> tuple[str, np.ndarray]:
-    if array.dtype.kind in "iu" and array.dtype.itemsize <= 4 and array.dtype != np.uint32:
+    """The V2 datatype and little-endian data of an output: floats as FP32, and the int32, int64
+    and bool outputs ``contract.sessions.probe_outputs`` admits as they are."""
+    if array.dtype.kind == "f":
+        return "FP32", np.ascontiguousarray(array, dtype="<f4")
+    if array.dtype.kind == "b":
+        return "BOOL", np.ascontiguousarray(array)
+    if array.dtype == np.int32:
         return "INT32", np.ascontiguousarray(array, dtype="<i4")
-    datatype, dtype = _ANSWERED[array.dtype.kind]
-    return datatype, np.ascontiguousarray(array, dtype=dtype)
+    return "INT64", np.ascontiguousarray(array, dtype="<i8")
 
 
 def encode_infer_response(

@@ -280,4 +280,4 @@ def test_an_int8_model_on_a_gpu_server_gets_a_cpu_session(
     monkeypatch.setattr(session_module, "create_session", on_cuda_first)
     runtime = ModelRuntime(path, "m_int8", "1", "cuda", 2)
     assert asked == ["cuda", "cpu"] and runtime.provider == CPU and not runtime.on_gpu
-    assert runtime.precision == "int8"
+    assert runtime.spec.precision == "int8"
