@@ -1,13 +1,14 @@
-"""The real stack on a real Docker engine: ``python -m pytest -m docker`` (minutes; left out of
-the default run). It builds the images with the README's commands, brings the CPU stack up with
-Compose, waits for the image's own HEALTHCHECK, checks V1 and V2 (JSON and binary, tritonclient)
-answers against in-process ONNX Runtime on the model files copied out of the container, runs the
-load tester's container profile, the scale-out variant behind nginx (every replica reached, one
-replica stopped under load without a lost request), ``docker compose stop`` with requests in
-flight, and the image itself (no torch, non-root, ``--help``). Skips where no engine answers.
+"""The real stack on a real Docker engine: ``python -m pytest -m docker`` (minutes; left out of the
+default run). It builds the images with the commands of docs/deployment.md, brings the CPU stack up
+with Compose, waits for the image's own HEALTHCHECK, checks V1 and V2 (JSON and binary,
+tritonclient) answers against in-process ONNX Runtime on the model files copied out of the
+container, runs the load tester's container profile, the scale-out variant behind nginx (every
+replica reached, one replica stopped under load without a lost request), ``docker compose stop``
+with requests in flight, and the image itself (no torch, non-root, ``--help``). Skips where no
+engine answers.
 
 Figures (build time, image size, time to healthy, ...) are printed and written to
-``artifacts/docker-e2e.json``; the README's Docker section records them.
+``artifacts/docker-e2e.json``; docs/deployment.md's Docker section records them.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ MODEL = "bilstm"
 TOL = 1e-4
 HEALTHY_WITHIN_S = 240.0
 FIGURES: dict[str, Any] = {}
-README = (ROOT / "README.md").read_text()
+DEPLOYMENT = (ROOT / "docs" / "deployment.md").read_text()
 
-# The README's build commands (section "Deployment (Docker)"), run as written. Where pip's
-# find-links hold the CPU torch wheel (these development machines: no PyTorch index, PyPI only
-# through this machine's CA bundle), the "offline from PyTorch's index" form; elsewhere the plain
-# one, which takes torch from PyTorch's CPU index.
+# The build commands of docs/deployment.md (section "Deployment (Docker)"), run as written.
+# Where pip's find-links hold the CPU torch wheel (these development machines: no PyTorch index,
+# PyPI only through this machine's CA bundle), the "offline from PyTorch's index" form; elsewhere
+# the plain one, which takes torch from PyTorch's CPU index.
 HERE_FLAGS = (
     "--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt "
     "--build-context wheels=/opt/wheels --build-arg TORCH_INDEX_URL="
@@ -164,10 +165,10 @@ def engine() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def images(engine: None) -> None:
     for name, plain in BUILDS.items():
-        assert plain in README, f"the README no longer says `{plain}`"
+        assert plain in DEPLOYMENT, f"docs/deployment.md no longer says `{plain}`"
         command = _build_command(plain)
         if command != plain:
-            assert command in README, f"the README no longer says `{command}`"
+            assert command in DEPLOYMENT, f"docs/deployment.md no longer says `{command}`"
         start = time.monotonic()
         _run(shlex.split(command), timeout=3600, env={"DOCKER_BUILDKIT": "1"})
         FIGURES[f"build_{name}_s"] = round(time.monotonic() - start, 1)
