@@ -44,6 +44,7 @@ class NullRuntime:
     concurrent batches the service would run with."""
 
     provider = PROVIDER
+    device = "none"  # nothing runs: no device's figures
 
     def __init__(self, spec: ModelSpec, on_gpu: bool = False) -> None:
         self.spec = spec

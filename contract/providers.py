@@ -26,6 +26,13 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ProviderPreference = Literal["auto", "cuda", "cpu"]
 
+
+def device_name(provider: str, cuda_device_id: int) -> str:
+    """Where a session on ``provider`` runs, as the metrics' ``device`` label says it:
+    ``cuda:N`` on GPU ``N``, ``cpu`` for the CPU provider (an int8 variant, or no CUDA)."""
+    return f"cuda:{cuda_device_id}" if provider == CUDA else "cpu"
+
+
 # ORT's default logger: 3 = errors only. Warnings such as "some nodes were not assigned to the
 # preferred execution providers" are expected for shape ops and are not actionable.
 ORT_LOG_SEVERITY = 3

@@ -51,40 +51,50 @@ class ServiceMetrics:
         self.queue_wait = Histogram(
             "lstm_queue_wait_seconds",
             "Time a sequence waited in the batcher before its batch started.",
-            ["model"],
+            ["model", "device"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.compute = Histogram(
             "lstm_batch_compute_seconds",
             "Time of one batch in the runtime: padding, ORT run and splitting.",
-            ["model"],
+            ["model", "device"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
-            "lstm_batch_size", "Sequences per batch.", ["model"], buckets=_BATCH_BUCKETS, registry=r
+            "lstm_batch_size",
+            "Sequences per batch.",
+            ["model", "device"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.padding_efficiency = Histogram(
             "lstm_batch_padding_efficiency",
             "Real steps / padded steps of each batch.",
-            ["model"],
+            ["model", "device"],
             buckets=_RATIO_BUCKETS,
             registry=r,
         )
         self.real_steps = Counter(
-            "lstm_batch_real_steps", "Real (unpadded) steps run.", ["model"], registry=r
+            "lstm_batch_real_steps", "Real (unpadded) steps run.", ["model", "device"], registry=r
         )
         self.padded_steps = Counter(
-            "lstm_batch_padded_steps", "Steps run including padding.", ["model"], registry=r
+            "lstm_batch_padded_steps",
+            "Steps run including padding.",
+            ["model", "device"],
+            registry=r,
         )
         self.batches = Counter(
-            "lstm_batches", "Batches run, by outcome.", ["model", "outcome"], registry=r
+            "lstm_batches",
+            "Batches run, by outcome.",
+            ["model", "device", "outcome"],
+            registry=r,
         )
         self.queue_depth = Gauge(
             "lstm_queue_depth",
             "Sequences waiting in the batcher.",
-            ["model"],
+            ["model", "device"],
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -102,8 +112,9 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "lstm_model_info",
-            "1 for each loaded model version, labelled with the provider its session runs on.",
-            ["model", "version", "provider"],
+            "1 for each loaded model version, labelled with the provider its session runs on "
+            "and the device (cuda:N or cpu).",
+            ["model", "version", "provider", "device"],
             registry=r,
             multiprocess_mode="livemax",
         )
@@ -130,8 +141,8 @@ class ServiceMetrics:
         self.stream_events.labels(event).inc()
         self.streams_live.set(live)
 
-    def observer(self, model: str, version: str) -> BatchMetricsObserver:
-        return BatchMetricsObserver(self, model, version)
+    def observer(self, model: str, version: str, device: str) -> BatchMetricsObserver:
+        return BatchMetricsObserver(self, model, version, device)
 
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
@@ -184,28 +195,34 @@ def process_running(pid: int) -> bool:
 
 
 class BatchMetricsObserver:
-    """Feeds one model's batcher figures into the metrics."""
+    """Feeds one model's batcher figures into the metrics, labelled with the model and the
+    device its batches run on (``cuda:N`` or ``cpu``): summed by model they are the model's,
+    summed by device the device's."""
 
-    def __init__(self, metrics: ServiceMetrics, model: str, version: str) -> None:
+    def __init__(self, metrics: ServiceMetrics, model: str, version: str, device: str) -> None:
         self._m = metrics
-        self._model = model
         self._version = version
-        self._wait = metrics.queue_wait.labels(model)
-        self._depth = metrics.queue_depth.labels(model)
+        self._labels = (model, device)
+        self._wait = metrics.queue_wait.labels(model, device)
+        self._depth = metrics.queue_depth.labels(model, device)
+        self._compute = metrics.compute.labels(model, device)
+        self._size = metrics.batch_size.labels(model, device)
+        self._padding = metrics.padding_efficiency.labels(model, device)
+        self._real = metrics.real_steps.labels(model, device)
+        self._padded = metrics.padded_steps.labels(model, device)
 
     def batch_done(self, stats: BatchStats) -> None:
-        m, model = self._m, self._model
         for wait in stats.queue_wait_s:
             self._wait.observe(wait)
-        m.compute.labels(model).observe(stats.compute_s)
-        m.batch_size.labels(model).observe(stats.size)
-        m.padding_efficiency.labels(model).observe(stats.real_steps / max(1, stats.padded_steps))
-        m.real_steps.labels(model).inc(stats.real_steps)
-        m.padded_steps.labels(model).inc(stats.padded_steps)
-        m.batches.labels(model, "failed" if stats.failed else "ok").inc()
+        self._compute.observe(stats.compute_s)
+        self._size.observe(stats.size)
+        self._padding.observe(stats.real_steps / max(1, stats.padded_steps))
+        self._real.inc(stats.real_steps)
+        self._padded.inc(stats.padded_steps)
+        self._m.batches.labels(*self._labels, "failed" if stats.failed else "ok").inc()
 
     def queue_depth(self, depth: int) -> None:
         self._depth.set(depth)
 
     def batcher_failed(self) -> None:
-        self._m.model_ready.labels(self._model, self._version).set(0)
+        self._m.model_ready.labels(self._labels[0], self._version).set(0)

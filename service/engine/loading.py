@@ -30,6 +30,7 @@ class LoadedRuntime(BatchRunner, Protocol):
 
     spec: ModelSpec
     provider: str
+    device: str  # cuda:N or cpu: the metrics' device label
 
     @property
     def on_gpu(self) -> bool: ...
@@ -95,6 +96,7 @@ def _load_one(
             "model": served.name,
             "version": served.version,
             "provider": runtime.provider,
+            "device": runtime.device,
             "batching": runtime.spec.batching,
             "warmup_s": round(warm, 3),
             "load_s": round(served.load_seconds, 3),
@@ -150,11 +152,12 @@ async def load_registry(
             concurrent_batches=slots,
             max_batch_run_s=settings.max_batch_run_s,
             retry_after_s=settings.retry_after_s,
-            observer=metrics.observer(served.name, served.version),
+            observer=metrics.observer(served.name, served.version, runtime.device),
             name=f"{served.name}/{served.version}",
         )
         batcher.start()
         served.batcher = StreamingBatcher(batcher, runtime.spec, streams, refusal)
-        metrics.model_info.labels(served.name, served.version, runtime.provider).set(1)
+        where = (runtime.provider, runtime.device)
+        metrics.model_info.labels(served.name, served.version, *where).set(1)
         metrics.model_ready.labels(served.name, served.version).set(1)
     return registry

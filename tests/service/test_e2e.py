@@ -85,17 +85,8 @@ def test_concurrent_clients_each_get_their_own_results(
             probabilities, reference.run("tiny_uni", sequence)["probs"], atol=TOL
         )
     metrics = server.metrics()
-    sizes = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('lstm_batch_size_sum{model="tiny_uni"}')
-    ]
-    counts = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('lstm_batch_size_count{model="tiny_uni"}')
-    ]
-    total, batches = float(sizes[0].split()[-1]), float(counts[0].split()[-1])
+    total = metric(metrics, 'lstm_batch_size_sum{model="tiny_uni"}')
+    batches = metric(metrics, 'lstm_batch_size_count{model="tiny_uni"}')
     assert total == len(sequences) and batches <= total
 
 

@@ -230,6 +230,9 @@ def test_two_devices_run_two_engines_and_requests_spread_over_both(
         # Least loaded first: under 32 clients each engine takes a share of the traffic.
         assert sum(served.values()) == 4 * len(sequences)
         assert all(count > 0 for count in served.values()), served
+        # /metrics sums them by device: both engines run on the CPU here (on GPUs: cuda:0, cuda:1).
+        batched = 'lstm_batch_size_sum{device="cpu",model="tiny_uni"}'
+        assert metric(server.metrics(), batched) == 4 * len(sequences)
     finally:
         log = server.stop()
     assert log.count("engine ready") == 2, log

@@ -1,6 +1,7 @@
 """``python -m service`` as a real process on a free port, for the tests that need a server over
 TCP (end to end, processes and workers, the load tester, ``export.from_tf``'s served model), and
-what those tests read back from one (``metric``, ``poll``).
+what those tests read back from one (``metric``, ``poll``); and ``serve_app``, an app built in
+the test's own process (with runtimes only a test makes) served over TCP for a browser.
 
 ``bench.servers.RunningServer`` does the same job for the benchmarks; the tests keep their own so
 that no package's tests depend on ``bench``.
@@ -10,20 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+from loadtest.prom import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
 T = TypeVar("T")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def free_port() -> int:
@@ -122,12 +130,16 @@ class Server:
 
 
 def metric(text: str, name: str, default: float | None = None) -> float:
-    """The value of the series ``name`` (labels included, as Prometheus prints them:
-    ``lstm_queue_depth{model="wide"}``) in the metrics ``text``; ``default`` if it is not there
-    yet (a labelled series appears with its first value), else ``AssertionError``."""
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
+    """The value of ``name`` in the metrics ``text``: a sample name with the labels asked for,
+    as Prometheus prints them (``lstm_queue_depth{model="wide"}``), summed over every series
+    that has those labels (whatever others it has: ``device``, or a worker's). ``default`` if
+    none is there yet (a labelled series appears with its first value), else ``AssertionError``.
+    """
+    sample, _, rest = name.partition("{")
+    wanted = dict(LABEL.findall(rest))
+    found = parse_metrics(text).select(sample, **wanted)
+    if found:
+        return sum(value for _, value in found)
     if default is not None:
         return default
     raise AssertionError(f"{name} not in metrics")
@@ -143,3 +155,23 @@ def poll(condition: Callable[[], T], timeout_s: float, what: str) -> T:
             return value
         time.sleep(0.02)  # polling an observable condition, bounded by the deadline
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def serve_app(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread of this process on a free port of 127.0.0.1; its
+    URL once it is up (lifespan done, socket bound). Stopped, its lifespan ended, after."""
+    port = free_port()
+    # No log_config, no log_level: uvicorn would configure this process's logging for good.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level=None)
+    server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
+    thread = threading.Thread(target=server.run, name="serve_app", daemon=True)
+    thread.start()
+    try:
+        poll(lambda: server.started or not thread.is_alive(), READY_TIMEOUT_S, "the app to start")
+        if not server.started:
+            raise RuntimeError("the app stopped before it started (see its log)")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

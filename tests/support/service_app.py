@@ -55,6 +55,7 @@ class GatedRuntime:
         self.gate = gate
         self.spec = inner.spec
         self.provider = inner.provider
+        self.device = inner.device
         self.on_gpu = inner.on_gpu
         self.started = threading.Semaphore(0)
         self.batches: list[list[int]] = []  # lengths of every batch run

@@ -18,7 +18,7 @@ import numpy as np
 from contract.model_config import ModelConfig
 from contract.names import CONFIG_FILENAME
 from contract.precision import SERVED_ON, PrecisionError, precision_of
-from contract.providers import CUDA, ProviderPreference
+from contract.providers import CUDA, ProviderPreference, device_name
 from contract.sessions import create_session, read_spec
 from contract.spec import OutputSpec
 from padding import pad_sequences
@@ -90,6 +90,8 @@ class ModelRuntime:
         self._input_dtype = _INPUT_DTYPES[sequence_type]
         self._lengths_dtype = np.int64 if self.spec.lengths_datatype == "INT64" else np.int32
         self._outputs = {o.name: o for o in self.spec.outputs}
+        self.device = device_name(self.provider, cuda_device_id)
+        """``cuda:N`` or ``cpu``: where the batches run (the metrics' ``device`` label)."""
 
     @property
     def on_gpu(self) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from service.engine.batching import batcher as batcher_module
 from service.engine.loading import onnx_runtime_factory
+from tests.support.servers import metric
 from tests.support.service_app import GatedRuntime, app_client, gated_factory, until
 from tests.support.tiny_repository import FEATURES, tiny_settings
 
@@ -43,7 +44,8 @@ async def test_full_queue_answers_429_and_accepted_requests_complete(
         queued = asyncio.ensure_future(http.post(url, json={"sequences": [[GOOD_STEP]] * 2}))
 
         async def queued_two() -> bool:
-            return 'lstm_queue_depth{model="tiny_bi"} 2.0' in (await http.get("/metrics")).text
+            depth = 'lstm_queue_depth{model="tiny_bi"}'
+            return metric((await http.get("/metrics")).text, depth, default=0) == 2
 
         await until(queued_two, "the second request's queueing")
         rejected = await http.post(url, json={"sequences": [[GOOD_STEP]]})
@@ -118,7 +120,8 @@ class PoisonedRuntime:
     """A real runtime that raises for any batch holding a sequence starting with 999."""
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
-        self.inner, self.spec, self.provider, self.on_gpu = inner, inner.spec, inner.provider, False
+        self.inner, self.spec, self.on_gpu = inner, inner.spec, False
+        self.provider, self.device = inner.provider, inner.device
 
     def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
         return 0.0
@@ -146,7 +149,7 @@ async def test_a_runtime_failure_fails_that_batch_only_and_stays_ready(
         assert (await http.post(url, json={"sequences": [[GOOD_STEP]]})).status_code == 200
         assert (await http.get("/v2/health/ready")).status_code == 200
         metrics = (await http.get("/metrics")).text
-        assert 'lstm_batches_total{model="tiny_bi",outcome="failed"} 1.0' in metrics
+        assert metric(metrics, 'lstm_batches_total{model="tiny_bi",outcome="failed"}') == 1
 
 
 async def test_a_hung_runtime_takes_the_model_down_so_it_gets_restarted(

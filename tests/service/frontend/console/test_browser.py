@@ -1,8 +1,10 @@
 """The console in a real browser (headless Chromium from Debian's packages, driven by
 Selenium; ``tests.support.browser``), against ``python -m service`` over the tiny repository
 with examples: the page loads with no console error and asks for nothing but this server, shows
-the models, its charts move under load, "try it" answers the class of a known example, the API
-key is asked for and only ever sent as a header, and ``/docs`` and ``/redoc`` render offline.
+the models, its charts move under load (also with two workers, whose figures the server sums),
+the device charts draw a line per device (two stand-in GPUs, in an app served from this
+process), "try it" answers the class of a known example, the API key is asked for and only ever
+sent as a header, and ``/docs`` and ``/redoc`` render offline.
 
 Skipped, saying why, where selenium, Chromium or chromedriver is missing.
 """
@@ -12,13 +14,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.engine.loading import LoadedRuntime, onnx_runtime_factory
+from service.frontend.app import create_app
+from service.settings import Settings
 from tests.support.browser import Browser, missing
-from tests.support.servers import Server
+from tests.support.servers import Server, serve_app
+from tests.support.tiny_repository import tiny_settings
 
 REASON = missing()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
@@ -72,25 +79,63 @@ def test_the_page_loads_shows_the_models_and_asks_only_this_server(
     assert only_this_server(urls, server) == []
 
 
+@contextmanager
+def sending(url: str, models: tuple[str, ...], clients: int = 4) -> Iterator[list[int]]:
+    """``clients`` threads sending v1 requests (a 9-step and a 3-step sequence each) to every
+    model of ``models`` at ``url`` in turn, each answered 200, until the block ends; yields the
+    count of requests sent so far."""
+    stop = threading.Event()
+    sent = [0]
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                while not stop.is_set():
+                    for model in models:
+                        body = {"sequences": [[[0.1] * 5] * 9, [[0.2] * 5] * 3]}
+                        answer = http.post(f"/v1/models/{model}/predict", json=body)
+                        assert answer.status_code == 200, answer.text
+                        sent[0] += 1
+        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert not errors, errors
+
+
+def coloured_pixels(browser: Browser, chart: str, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the chart ``chart``'s canvas are of the colour ``rgb``."""
+    return int(
+        browser.driver.execute_script(
+            "const c = document.querySelector('#chart-' + arguments[0] + ' canvas');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+            "for (let i = 0; i < d.length; i += 4) if (d[i] === arguments[1] && d[i+1] ==="
+            " arguments[2] && d[i+2] === arguments[3]) n++; return n;",
+            chart,
+            *rgb,
+        )
+    )
+
+
+BLUE, RED = (0x25, 0x63, 0xEB), (0xDC, 0x26, 0x26)
+"""The palette's first two colours: the first and second model (or device) charted."""
+
+
 def test_charts_follow_the_servers_figures_under_load(
     server: Server, browser: Browser, tmp_path: Path
 ) -> None:
     browser.driver.get(server.url + "/")
     browser.wait("window.lstmConsole.polls >= 1", "the first figures")
-    stop = threading.Event()
-    sent = [0]
-
-    def load() -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            while not stop.is_set():
-                body = {"sequences": [[[0.1] * 5] * 9, [[0.2] * 5] * 3]}
-                assert http.post("/v1/models/tiny_bi/predict", json=body).status_code == 200
-                sent[0] += 1
-
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    with sending(server.url, ("tiny_bi",)) as sent:
         latest = browser.wait(
             "(() => { const f = window.lstmConsole.figures.tiny_bi;"
             " return f && f.rps > 0 && f.sps > f.rps && f.p99 !== null && f.batch >= 1"
@@ -98,25 +143,97 @@ def test_charts_follow_the_servers_figures_under_load(
             "requests/s, sequences/s, p99, batch size and padding of tiny_bi",
         )
         # Each chart drew the model's line: its latest figure is there, and the canvas holds
-        # pixels of the model's colour (the first colour of the palette, #2563eb).
+        # pixels of the model's colour (the first colour of the palette).
         chart = json.loads(
             browser.wait("document.getElementById('chart-rps').dataset.latest", "the rps chart")
         )
         assert chart["tiny_bi"][0] > 0
-        coloured = browser.driver.execute_script(
-            "const c = document.querySelector('#chart-rps canvas');"
-            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
-            "for (let i = 0; i < d.length; i += 4) if (d[i] === 0x25 && d[i+1] === 0x63"
-            " && d[i+2] === 0xeb) n++; return n;"
+        assert coloured_pixels(browser, "rps", BLUE) > 10
+        # The same batches, by the device they ran on: here, the CPU.
+        device = browser.wait(
+            "(() => { const d = window.lstmConsole.devices.cpu;"
+            " return d && d.sps > 0 && d.bps > 0 && d.busy > 0 && d.waitP99 !== null && d; })()",
+            "the CPU's sequences/s, batches/s, busy time and queue wait",
         )
-        assert coloured > 10
         browser.driver.save_screenshot(str(tmp_path / "console-under-load.png"))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(10)
-    assert sent[0] > 0 and latest["errors"] == 0
+    assert sent[0] > 0 and latest["errors"] == 0 and device["failed"] == 0
+    assert sorted(device["models"]) == ["tiny_bi", "tiny_uni"]
     assert browser.console_errors() == []
+
+
+def test_with_two_workers_the_charts_show_the_sum_of_every_process(
+    examples_repository: Path, browser: Browser
+) -> None:
+    # Two frontends and their engine, each writing its own figures (Prometheus's multiprocess
+    # files); /metrics sums them, in that mode's exposition, which the console reads alike.
+    served = Server(examples_repository, "--workers", "2")
+    try:
+        browser.driver.get(served.url + "/")
+        browser.wait("window.lstmConsole.polls >= 1", "the first figures")
+        with sending(served.url, ("tiny_bi",), clients=8):
+            browser.wait(
+                "(() => { const f = window.lstmConsole.figures.tiny_bi, d ="
+                " window.lstmConsole.devices.cpu; return f && f.rps > 0 && f.sps > f.rps"
+                " && f.p99 !== null && f.batch >= 1 && d && d.sps > 0; })()",
+                "tiny_bi's figures from both frontends and the engine",
+            )
+        assert browser.console_errors() == []
+    finally:
+        log = served.stop()
+    assert log.count("Application startup complete") == 2, log
+
+
+class OnDevice:
+    """A real runtime that says its batches run on ``device``: a stand-in GPU (none here)."""
+
+    def __init__(self, inner: LoadedRuntime, device: str) -> None:
+        self.inner, self.spec, self.provider = inner, inner.spec, inner.provider
+        self.on_gpu, self.device = False, device
+
+    def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
+        return self.inner.warmup(batch_sizes, lengths)
+
+    def run_batch(self, sequences, initial_states, output_names):  # type: ignore[no-untyped-def]
+        return self.inner.run_batch(sequences, initial_states, output_names)
+
+
+def test_the_device_charts_draw_a_line_per_device(
+    examples_repository: Path, browser: Browser
+) -> None:
+    # Two stand-in GPUs, a model on each: the device charts split what the model charts show.
+    devices = {"tiny_bi": "cuda:0", "tiny_uni": "cuda:1"}
+
+    def factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
+        inner = onnx_runtime_factory(path, name, version, settings)
+        return OnDevice(inner, devices[name])  # type: ignore[return-value]
+
+    app = create_app(tiny_settings(examples_repository), factory)
+    with serve_app(app) as url:
+        browser.driver.get(url + "/")
+        browser.wait("window.lstmConsole.polls >= 1", "the first figures")
+        # Every client sends twice to tiny_bi for once to tiny_uni: two lines apart.
+        with sending(url, ("tiny_bi", "tiny_bi", "tiny_uni")):
+            shown = browser.wait(
+                "(() => { const both = (p) => ['cuda:0', 'cuda:1'].every((k) => p.devices[k]"
+                " && p.devices[k].sps > 0); const c = window.lstmConsole;"
+                " return c.history.filter(both).length >= 6 && c.devices; })()",
+                "six points of sequences/s on both devices (lines long enough to see)",
+            )
+            assert coloured_pixels(browser, "device-sps", BLUE) > 10  # cuda:0's line
+            assert coloured_pixels(browser, "device-sps", RED) > 10  # cuda:1's line
+        legend = browser.driver.execute_script(
+            "return [...document.querySelectorAll('#device-legend .legend')]"
+            ".map(l => l.textContent)"
+        )
+        latest = json.loads(
+            browser.driver.execute_script(
+                "return document.getElementById('chart-device-sps').dataset.latest"
+            )
+        )
+        assert browser.console_errors() == []
+    assert legend == ["cuda:0 (tiny_bi)", "cuda:1 (tiny_uni)"]
+    assert shown["cuda:0"]["models"] == ["tiny_bi"] and shown["cuda:1"]["models"] == ["tiny_uni"]
+    assert set(latest) == {"cuda:0", "cuda:1"} and latest["cuda:0"][0] > 1.3 * latest["cuda:1"][0]
 
 
 def test_try_it_answers_the_class_of_a_known_example(

@@ -1,6 +1,7 @@
 // The lstm-serving console. Everything comes from the service's own public endpoints:
 // /v1/models (the models), /v1/models/{name}/examples and /predict (try it), /metrics (the live
-// charts: Prometheus text, summed over every process by the server). No library, no CDN.
+// charts: Prometheus text, summed over every process by the server; per model, and per device
+// from the batch figures' device label). No library, no CDN.
 // window.lstmConsole holds what the page shows (the browser tests read it).
 "use strict";
 (() => {
@@ -11,7 +12,8 @@
   const WINDOW = 3; // snapshots a rate or a quantile is taken over
   const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
 
-  const state = { polls: 0, models: [], figures: {}, history: [], streams: null, lastResult: null, problems: [] };
+  // figures: per model; devices: per device (cuda:N, cpu), with the models whose batches ran there.
+  const state = { polls: 0, models: [], figures: {}, devices: {}, history: [], streams: null, lastResult: null, problems: [] };
   window.lstmConsole = state;
   const $ = (id) => document.getElementById(id);
   let apiKey = sessionStorage.getItem(KEY_STORAGE);
@@ -138,11 +140,16 @@
     if (JSON.stringify(state.models) !== before) renderModels();
   }
 
-  const colorOf = new Map();
-  function color(model) {
-    if (!colorOf.has(model)) colorOf.set(model, COLORS[colorOf.size % COLORS.length]);
-    return colorOf.get(model);
+  // A colour per model, and one per device (each from the start of the palette).
+  function palette() {
+    const given = new Map();
+    return (key) => {
+      if (!given.has(key)) given.set(key, COLORS[given.size % COLORS.length]);
+      return given.get(key);
+    };
   }
+  const color = palette();
+  const deviceColor = palette();
 
   // ---------------------------------------------------------------- /metrics
   function parseMetrics(text) {
@@ -164,10 +171,21 @@
       requests: 0, sequences: 0, rejected: 0, errors: 0, latency: new Map(),
       batchSum: 0, batchCount: 0, real: 0, padded: 0, depth: 0,
     });
+    // The engine's batch figures carry the device they ran on: summed the other way.
+    const devices = {};
+    const onDevice = (device) => (devices[device] ||= {
+      batchSum: 0, batchCount: 0, real: 0, padded: 0, depth: 0, compute: 0, failed: 0, wait: new Map(), models: [],
+    });
+    const addBucket = (buckets, s) => {
+      const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le);
+      buckets.set(le, (buckets.get(le) || 0) + s.value);
+    };
     let streams = null;
     let streamEvents = 0;
     for (const s of samples) {
       const model = s.labels.model;
+      const device = s.labels.device === undefined ? null : onDevice(s.labels.device);
+      const both = (key) => { of(model)[key] += s.value; if (device) device[key] += s.value; };
       switch (s.name) {
         case "lstm_requests_total": {
           const f = of(model);
@@ -177,23 +195,22 @@
           break;
         }
         case "lstm_sequences_total": of(model).sequences += s.value; break;
-        case "lstm_request_latency_seconds_bucket": {
-          const f = of(model);
-          const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le);
-          f.latency.set(le, (f.latency.get(le) || 0) + s.value);
-          break;
-        }
-        case "lstm_batch_size_sum": of(model).batchSum += s.value; break;
-        case "lstm_batch_size_count": of(model).batchCount += s.value; break;
-        case "lstm_batch_real_steps_total": of(model).real += s.value; break;
-        case "lstm_batch_padded_steps_total": of(model).padded += s.value; break;
-        case "lstm_queue_depth": of(model).depth += s.value; break;
+        case "lstm_request_latency_seconds_bucket": addBucket(of(model).latency, s); break;
+        case "lstm_batch_size_sum": both("batchSum"); break;
+        case "lstm_batch_size_count": both("batchCount"); break;
+        case "lstm_batch_real_steps_total": both("real"); break;
+        case "lstm_batch_padded_steps_total": both("padded"); break;
+        case "lstm_queue_depth": both("depth"); break;
+        case "lstm_batch_compute_seconds_sum": if (device) device.compute += s.value; break;
+        case "lstm_batches_total": if (device && s.labels.outcome === "failed") device.failed += s.value; break;
+        case "lstm_queue_wait_seconds_bucket": if (device) addBucket(device.wait, s); break;
+        case "lstm_model_info": if (device && s.value > 0 && !device.models.includes(model)) device.models.push(model); break;
         case "lstm_streams_live": streams = (streams || 0) + s.value; break;
         case "lstm_stream_events_total": streamEvents += s.value; break;
         default: break;
       }
     }
-    return { t, per, streams, streamEvents };
+    return { t, per, devices, streams, streamEvents };
   }
 
   // A counter that went down was reset (a process restarted): count from zero.
@@ -224,19 +241,42 @@
     const out = {};
     for (const [model, f] of Object.entries(now.per)) {
       const p = then.per[model] || { requests: 0, sequences: 0, rejected: 0, errors: 0, latency: new Map(), batchSum: 0, batchCount: 0, real: 0, padded: 0 };
-      const batches = delta(f.batchCount, p.batchCount);
-      const padded = delta(f.padded, p.padded);
-      out[model] = {
+      out[model] = Object.assign(batchFigures(f, p, seconds), {
         rps: delta(f.requests, p.requests) / seconds,
         sps: delta(f.sequences, p.sequences) / seconds,
         p50: quantile(0.5, f.latency, p.latency),
         p99: quantile(0.99, f.latency, p.latency),
-        depth: f.depth,
-        batch: batches ? delta(f.batchSum, p.batchSum) / batches : null,
-        padding: padded ? delta(f.real, p.real) / padded : null,
         rejected: delta(f.rejected, p.rejected) / seconds,
         errors: delta(f.errors, p.errors) / seconds,
-      };
+      });
+    }
+    return out;
+  }
+
+  // What the batches of one model or one device did between two snapshots.
+  function batchFigures(f, p, seconds) {
+    const batches = delta(f.batchCount, p.batchCount);
+    const padded = delta(f.padded, p.padded);
+    return {
+      depth: f.depth,
+      batch: batches ? delta(f.batchSum, p.batchSum) / batches : null,
+      padding: padded ? delta(f.real, p.real) / padded : null,
+    };
+  }
+
+  function deviceFiguresBetween(now, then) {
+    const seconds = Math.max((now.t - then.t) / 1000, 1e-3);
+    const out = {};
+    for (const [device, f] of Object.entries(now.devices)) {
+      const p = then.devices[device] || { batchSum: 0, batchCount: 0, real: 0, padded: 0, compute: 0, failed: 0, wait: new Map() };
+      out[device] = Object.assign(batchFigures(f, p, seconds), {
+        models: f.models,
+        sps: delta(f.batchSum, p.batchSum) / seconds,
+        bps: delta(f.batchCount, p.batchCount) / seconds,
+        failed: delta(f.failed, p.failed) / seconds,
+        busy: delta(f.compute, p.compute) / seconds,
+        waitP99: quantile(0.99, f.wait, p.wait),
+      });
     }
     return out;
   }
@@ -249,7 +289,8 @@
     state.streams = snap.streams !== null && (snap.streams > 0 || snap.streamEvents > 0) ? snap.streams : null;
     if (snapshots.length < 2) return;
     state.figures = figuresBetween(snap, snapshots[0]);
-    state.history.push({ t: Date.now(), figures: state.figures });
+    state.devices = deviceFiguresBetween(snap, snapshots[0]);
+    state.history.push({ t: Date.now(), figures: state.figures, devices: state.devices });
     if (state.history.length > HISTORY) state.history.shift();
     state.polls += 1;
     $("live-note").textContent = "from /metrics, every second; rates and quantiles over the last " + WINDOW + " s";
@@ -272,18 +313,42 @@
       { value: (f) => f.rejected }, { value: (f) => f.errors, dash: [5, 4] }] },
   ];
 
+  // The batch figures of each device: with --devices, one engine per GPU; an int8 variant's
+  // batches run on the CPU (contract/precision.py SERVED_ON).
+  const DEVICE_CHARTS = [
+    { id: "device-sps", title: "sequences/s run", series: [{ value: (f) => f.sps }] },
+    { id: "device-batches", title: "batches/s (solid), failed batches/s (dashed)", series: [
+      { value: (f) => f.bps }, { value: (f) => f.failed, dash: [5, 4] }] },
+    { id: "device-busy", title: "busy: batch compute seconds per second", series: [{ value: (f) => f.busy }] },
+    { id: "device-wait", title: "queue wait p99, ms", series: [{ value: (f) => (f.waitP99 === null ? null : f.waitP99 * 1000) }] },
+    { id: "device-depth", title: "queue depth, sequences", series: [{ value: (f) => f.depth }] },
+    { id: "device-batch", title: "mean batch size, sequences", series: [{ value: (f) => f.batch }] },
+    { id: "device-padding", title: "padding efficiency, real / padded steps", max: 1, series: [{ value: (f) => f.padding }] },
+  ];
+
   function chartedModels() {
     const known = state.models.map((m) => m.name);
     return known.length ? [...new Set(known)] : Object.keys(state.figures);
   }
 
+  // The two groups of charts: one line per model, and one line per device.
+  const GROUPS = [
+    { charts: CHARTS, container: "charts", legend: "legend", keys: chartedModels, color, at: (point) => point.figures,
+      latest: () => state.figures, name: (m) => m },
+    { charts: DEVICE_CHARTS, container: "device-charts", legend: "device-legend", keys: () => Object.keys(state.devices).sort(),
+      color: deviceColor, at: (point) => point.devices, latest: () => state.devices,
+      name: (d) => d + (state.devices[d] && state.devices[d].models.length ? " (" + state.devices[d].models.join(", ") + ")" : "") },
+  ];
+
   function buildCharts() {
-    const charts = $("charts");
-    charts.replaceChildren();
-    for (const chart of CHARTS) {
-      charts.append(el("figure", { id: "chart-" + chart.id, class: "chart", "data-points": "0" },
-        el("figcaption", {}, el("span", { class: "title" }, chart.title), el("span", { class: "now" })),
-        el("canvas", { height: "150" })));
+    for (const group of GROUPS) {
+      const charts = $(group.container);
+      charts.replaceChildren();
+      for (const chart of group.charts) {
+        charts.append(el("figure", { id: "chart-" + chart.id, class: "chart", "data-points": "0" },
+          el("figcaption", {}, el("span", { class: "title" }, chart.title), el("span", { class: "now" })),
+          el("canvas", { height: "150" })));
+      }
     }
   }
 
@@ -301,7 +366,7 @@
     return String(Math.round(v * 100) / 100);
   }
 
-  function drawChart(chart, models) {
+  function drawChart(chart, group, keys) {
     const figure = $("chart-" + chart.id);
     const canvas = figure.querySelector("canvas");
     const ratio = window.devicePixelRatio || 1;
@@ -315,8 +380,8 @@
     const w = width - left - right, h = height - top - bottom;
     const points = state.history;
     let max = 0;
-    for (const point of points) for (const m of models) for (const s of chart.series) {
-      const f = point.figures[m];
+    for (const point of points) for (const m of keys) for (const s of chart.series) {
+      const f = (group.at(point) || {})[m];
       const v = f ? s.value(f) : null;
       if (v !== null && v > max) max = v;
     }
@@ -339,13 +404,13 @@
     const x = (i) => left + w - ((points.length - 1 - i) * w) / (HISTORY - 1);
     const y = (v) => top + h - (Math.min(v, max) / max) * h;
     g.lineWidth = 2;
-    for (const m of models) for (const s of chart.series) {
-      g.strokeStyle = color(m);
+    for (const m of keys) for (const s of chart.series) {
+      g.strokeStyle = group.color(m);
       g.setLineDash(s.dash || []);
       g.beginPath();
       let drawing = false;
       points.forEach((point, i) => {
-        const f = point.figures[m];
+        const f = (group.at(point) || {})[m];
         const v = f ? s.value(f) : null;
         if (v === null || v === undefined || Number.isNaN(v)) { drawing = false; return; }
         if (drawing) g.lineTo(x(i), y(v)); else g.moveTo(x(i), y(v));
@@ -357,21 +422,23 @@
     const latest = {};
     const now = figure.querySelector(".now");
     now.replaceChildren();
-    for (const m of models) {
-      const f = state.figures[m];
+    for (const m of keys) {
+      const f = group.latest()[m];
       const values = chart.series.map((s) => (f ? s.value(f) : null));
       latest[m] = values;
-      now.append(el("span", { style: "color:" + color(m) }, m + " " + values.map((v) => fmt(v, 3)).join(" / ")));
+      now.append(el("span", { style: "color:" + group.color(m) }, m + " " + values.map((v) => fmt(v, 3)).join(" / ")));
     }
     figure.dataset.points = String(points.length);
     figure.dataset.latest = JSON.stringify(latest);
   }
 
   function renderCharts() {
-    const models = chartedModels();
-    const legend = $("legend");
-    legend.replaceChildren(...models.map((m) => el("span", { class: "legend" }, el("span", { class: "swatch", style: "background:" + color(m) }), m)));
-    for (const chart of CHARTS) drawChart(chart, models);
+    for (const group of GROUPS) {
+      const keys = group.keys();
+      $(group.legend).replaceChildren(...keys.map((k) =>
+        el("span", { class: "legend", "data-key": k }, el("span", { class: "swatch", style: "background:" + group.color(k) }), group.name(k))));
+      for (const chart of group.charts) drawChart(chart, group, keys);
+    }
   }
 
   function renderTiles() {
