@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     """Also require the key on /v2/health/live and /v2/health/ready."""
     api_key_protects_metrics: bool = False
     """Also require the key on /metrics."""
+    api_key_protects_docs: bool = False
+    """Also require the key on /docs, /redoc and /openapi.json. Off by default: they describe the
+    API's shape, not its models, and a browser opening /docs cannot send the key."""
 
     # -- logs -----------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

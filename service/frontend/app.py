@@ -33,7 +33,7 @@ from service.frontend.api.fast_path import InferenceFastPath
 from service.frontend.api.offload import CpuOffload
 from service.frontend.api.responses import error_response, unexpected_error_response
 from service.frontend.api.routes import install_inference_routes
-from service.frontend.auth import ApiKeyMiddleware
+from service.frontend.auth import AccessPolicy, ApiKeyMiddleware
 from service.frontend.console import install_console
 from service.handoff.client import EngineClient
 from service.handoff.remote import connect_engines
@@ -79,9 +79,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_error_response(error)
 
 
-def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
+BEARER = "bearer"
+"""The name of the API key's security scheme in the OpenAPI schema."""
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def install_openapi(
+    app: FastAPI, body_models: list[type[BaseModel]], policy: AccessPolicy | None
+) -> None:
     """The OpenAPI schema, plus the request bodies that routes decode themselves (orjson, not
-    pydantic, so numbers go straight into numpy) registered as components."""
+    pydantic, so numbers go straight into numpy) registered as components. With an API key
+    (``policy``), a bearer security scheme, required by each operation that the middleware
+    refuses without the key: Swagger UI then offers "Authorize" and sends the key with it."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -96,10 +105,22 @@ def install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
                 for name, definition in body.pop("$defs", {}).items():
                     components.setdefault(name, definition)
                 components[model.__name__] = body
+            if policy is not None:
+                require_the_key(schema, policy)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def require_the_key(schema: dict[str, Any], policy: AccessPolicy) -> None:
+    """Declare the bearer scheme in ``schema`` and require it where ``policy`` needs the key."""
+    schema["components"]["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
+    for path, item in schema["paths"].items():
+        if policy.needs_key(path):
+            for method, operation in item.items():
+                if method in HTTP_METHODS:
+                    operation["security"] = [{BEARER: []}]
 
 
 def create_app(
@@ -172,18 +193,16 @@ def create_app(
     app.state.context = None
     install_error_handlers(app)
     app.add_middleware(InferenceFastPath, routes=INFERENCE_ROUTES)
-    if settings.api_key is not None:  # added last, so it runs first
+    policy = AccessPolicy.from_settings(settings, app.openapi_url)
+    if settings.api_key is not None and policy is not None:  # added last, so it runs first
         app.add_middleware(
-            ApiKeyMiddleware,
-            api_key=settings.api_key.get_secret_value(),
-            protect_health=settings.api_key_protects_health,
-            protect_metrics=settings.api_key_protects_metrics,
+            ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), policy=policy
         )
     app.include_router(v1.router)
     app.include_router(v2.router)
     install_inference_routes(app, INFERENCE_ROUTES)
 
-    install_openapi(app, [route.body for route in INFERENCE_ROUTES])
+    install_openapi(app, [route.body for route in INFERENCE_ROUTES], policy)
     install_console(app)
 
     @app.get(

@@ -111,7 +111,7 @@ async def test_api_key_guards_inference_and_metadata_not_health(model_repository
     settings = tiny_settings(model_repository, api_key=KEY)
     async with app_client(settings) as http:
         body = {"sequences": [[STEP]]}
-        for path in ("/v1/models", "/v2/models/tiny_bi", "/openapi.json"):
+        for path in ("/v1/models", "/v2/models/tiny_bi"):
             denied = await http.get(path)
             assert denied.status_code == 401
             assert denied.headers["WWW-Authenticate"] == "Bearer"
@@ -138,6 +138,54 @@ async def test_api_key_can_guard_health_and_metrics_too(model_repository: Path) 
         assert (await http.get("/metrics")).status_code == 401
         right = {"Authorization": f"Bearer {KEY}"}
         assert (await http.get("/metrics", headers=right)).status_code == 200
+
+
+def _operations(schema: dict) -> list[tuple[str, str, dict]]:
+    """``(method, path template, operation)`` of every operation in an OpenAPI ``schema``."""
+    return [
+        (method, path, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post")
+    ]
+
+
+@pytest.mark.parametrize("protect", [False, True])
+async def test_the_schema_requires_the_key_exactly_where_the_middleware_does(
+    model_repository: Path, protect: bool
+) -> None:
+    """Each operation of /openapi.json, requested without the key: refused (401) if and only if
+    the schema says it needs the bearer key; so Swagger UI's "Authorize" covers what it must."""
+    settings = tiny_settings(
+        model_repository,
+        api_key=KEY,
+        api_key_protects_health=protect,
+        api_key_protects_metrics=protect,
+    )
+    async with app_client(settings) as http:
+        schema = (await http.get("/openapi.json")).json()
+        assert schema["components"]["securitySchemes"] == {
+            "bearer": {"type": "http", "scheme": "bearer"}
+        }
+        secured: dict[tuple[str, str], bool] = {}
+        for method, path, operation in _operations(schema):
+            url = path.replace("{name}", "tiny_bi").replace("{version}", "1")
+            refused = (await http.request(method, url, json={})).status_code == 401
+            secured[(method, path)] = "security" in operation
+            assert secured[(method, path)] == refused, (method, path)
+            if secured[(method, path)]:
+                assert operation["security"] == [{"bearer": []}], (method, path)
+    assert secured[("get", "/v1/models")] and secured[("post", "/v2/models/{name}/infer")]
+    assert secured[("get", "/v2/health/ready")] is protect
+    assert secured[("get", "/metrics")] is protect
+    assert not {"/docs", "/redoc", "/openapi.json"} & set(schema["paths"])  # pages, not operations
+
+
+async def test_without_a_key_the_schema_declares_no_security(model_repository: Path) -> None:
+    async with app_client(tiny_settings(model_repository)) as http:
+        schema = (await http.get("/openapi.json")).json()
+    assert "securitySchemes" not in schema["components"]
+    assert not [path for _, path, operation in _operations(schema) if "security" in operation]
 
 
 def test_the_key_never_appears_in_settings_output() -> None:

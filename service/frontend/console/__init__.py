@@ -6,6 +6,6 @@ Nothing here runs on an inference request: the page and its script call the same
 endpoints any client calls (``/v1/models``, ``/metrics``, ``/v1/models/{name}/predict``).
 """
 
-from service.frontend.console.routes import STATIC_PREFIX, install_console
+from service.frontend.console.routes import DOCS_PATHS, PAGE_PATH, STATIC_PREFIX, install_console
 
-__all__ = ["STATIC_PREFIX", "install_console"]
+__all__ = ["DOCS_PATHS", "PAGE_PATH", "STATIC_PREFIX", "install_console"]

@@ -18,6 +18,13 @@ STATIC_PREFIX = "/static/"
 """Everything under it is a file of the package, the same for every caller: open even when an
 API key is set, so that the page can load before it asks for the key."""
 
+PAGE_PATH = "/"
+SWAGGER_UI_PATH = "/docs"
+REDOC_PATH = "/redoc"
+DOCS_PATHS = (SWAGGER_UI_PATH, REDOC_PATH)
+"""The documentation pages; with the app's ``openapi_url``, what ``api_key_protects_docs``
+closes (``frontend/auth.py``)."""
+
 SWAGGER_UI_VERSION = "5.35.0"
 REDOC_VERSION = "2.5.4"
 
@@ -34,14 +41,14 @@ def install_console(app: FastAPI) -> None:
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="static")
     vendor = f"{STATIC_PREFIX}vendor"
 
-    @app.get("/", include_in_schema=False)
+    @app.get(PAGE_PATH, include_in_schema=False)
     async def console(request: Request) -> HTMLResponse:
         ctx = getattr(request.app.state, "context", None)
         html = render_page(ctx, __version__, STATIC_PREFIX)
         headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-store"}
         return HTMLResponse(html, headers=headers)
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get(SWAGGER_UI_PATH, include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=str(app.openapi_url),
@@ -53,7 +60,7 @@ def install_console(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get(REDOC_PATH, include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url=str(app.openapi_url),

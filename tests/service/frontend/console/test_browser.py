@@ -325,3 +325,24 @@ def test_the_documentation_pages_render_offline(
     browser.wait(rendered, f"{page} rendered")
     assert only_this_server(browser.requested_urls(), server) == []
     assert browser.console_errors() == []
+
+
+def test_with_an_api_key_the_swagger_ui_opens_and_offers_to_authorize(
+    examples_repository: Path, browser: Browser
+) -> None:
+    """A browser cannot send the key to open /docs: the page and its schema are open, and the
+    schema's bearer scheme gives Swagger UI its "Authorize" button, so "Try it out" can send it."""
+    keyed = Server(examples_repository, "--api-key", KEY)
+    try:
+        browser.driver.get(keyed.url + "/docs")
+        browser.wait("document.querySelector('.swagger-ui .info .title')", "/docs rendered")
+        button = browser.wait(
+            "document.querySelector('.swagger-ui .auth-wrapper button.authorize')",
+            "the Authorize button",
+        )
+        assert button.text.strip() == "Authorize"
+        assert keyed.url + "/openapi.json" in browser.requested_urls()
+        assert only_this_server(browser.requested_urls(), keyed) == []
+        assert browser.console_errors() == []
+    finally:
+        keyed.stop()

@@ -1,6 +1,7 @@
 """The console's routes through the app's ASGI interface: the page, its assets and the offline
 documentation pages (every asset served from the package, none from elsewhere), the examples
-route, and which of them the API key guards."""
+route, and which of them the API key guards (the documentation: only with
+``api_key_protects_docs``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.tiny_repository import tiny_settings
 pytestmark = pytest.mark.anyio
 KEY = "console-test-key"
 PAGES = ("/", "/docs", "/redoc")
+DOCS = ("/docs", "/redoc", "/openapi.json")
 
 
 def assets_of(html: str) -> list[str]:
@@ -84,24 +86,43 @@ async def test_a_model_without_examples_has_an_empty_list(model_repository: Path
     assert response.json() == {"model": "tiny_uni", "source": None, "examples": []}
 
 
-async def test_with_an_api_key_the_page_and_assets_are_open_and_the_data_is_not(
+async def test_with_an_api_key_the_page_assets_and_docs_are_open_and_the_data_is_not(
     examples_repository: Path,
 ) -> None:
     async with app_client(tiny_settings(examples_repository, api_key=KEY)) as http:
         page = await http.get("/")
         script = await http.get("/static/console/console.js")
+        docs = {path: await http.get(path) for path in DOCS}
         refused = [
             (await http.get(path)).status_code
-            for path in ("/v1/models", "/v1/models/tiny_bi/examples", "/docs", "/openapi.json")
+            for path in ("/v1/models", "/v1/models/tiny_bi/examples")
         ]
+        predict = await http.post("/v1/models/tiny_bi/predict", json={"sequences": [[[0.1] * 5]]})
+        refused.append(predict.status_code)
         examples = await http.get(
             "/v1/models/tiny_bi/examples", headers={"Authorization": f"Bearer {KEY}"}
         )
     assert page.status_code == 200 and 'data-auth="required"' in page.text
     assert KEY not in page.text
     assert script.status_code == 200
-    assert refused == [401, 401, 401, 401]  # /docs and /openapi.json: as before the console
+    assert {path: r.status_code for path, r in docs.items()} == dict.fromkeys(DOCS, 200)
+    # The schema describes the API's shape only: it names no model this service serves.
+    schema = docs["/openapi.json"].text
+    assert "/v1/models/{name}/predict" in schema
+    assert "tiny_bi" not in schema and "tiny_uni" not in schema and KEY not in schema
+    assert refused == [401, 401, 401]
     assert examples.status_code == 200 and examples.json()["examples"]
+
+
+async def test_api_key_protects_docs_closes_the_documentation(examples_repository: Path) -> None:
+    settings = tiny_settings(examples_repository, api_key=KEY, api_key_protects_docs=True)
+    async with app_client(settings) as http:
+        refused = [(await http.get(path)).status_code for path in DOCS]
+        page = await http.get("/")
+        schema = await http.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    assert refused == [401, 401, 401]
+    assert page.status_code == 200  # the console's page stays open: it asks for the key
+    assert schema.status_code == 200 and "securitySchemes" in schema.json()["components"]
 
 
 async def test_the_console_comes_after_the_inference_routes(examples_repository: Path) -> None:
