@@ -144,3 +144,21 @@ def test_the_tool_commands_are_the_python_m_commands(name: str) -> None:
 def test_the_console_script_is_the_cli() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"lstm-serving": "lstm_serving.cli:main"}
+
+
+def test_the_installed_script_answers_as_the_module_does(server: Server) -> None:
+    # pip install puts the script beside the interpreter (the virtualenv's bin/): where the
+    # package is installed, as the README's commands do, it must be there and run the CLI.
+    script = Path(sys.executable).parent / "lstm-serving"
+    if not script.exists():
+        pytest.skip(f"the package is not installed for {sys.executable} (no {script})")
+    run = subprocess.run(
+        [str(script), "models", "--url", server.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == lstm_serving("models", "--url", server.url).stdout
+    assert "tiny_bi" in run.stdout
