@@ -183,20 +183,6 @@ def test_with_two_workers_the_charts_show_the_sum_of_every_process(
     assert log.count("Application startup complete") == 2, log
 
 
-class OnDevice:
-    """A real runtime that says its batches run on ``device``: a stand-in GPU (none here)."""
-
-    def __init__(self, inner: LoadedRuntime, device: str) -> None:
-        self.inner, self.spec, self.provider = inner, inner.spec, inner.provider
-        self.on_gpu, self.device = False, device
-
-    def warmup(self, batch_sizes: list[int], lengths: list[int]) -> float:
-        return self.inner.warmup(batch_sizes, lengths)
-
-    def run_batch(self, sequences, initial_states, output_names):  # type: ignore[no-untyped-def]
-        return self.inner.run_batch(sequences, initial_states, output_names)
-
-
 def test_the_device_charts_draw_a_line_per_device(
     examples_repository: Path, browser: Browser
 ) -> None:
@@ -204,8 +190,9 @@ def test_the_device_charts_draw_a_line_per_device(
     devices = {"tiny_bi": "cuda:0", "tiny_uni": "cuda:1"}
 
     def factory(path: Path, name: str, version: str, settings: Settings) -> LoadedRuntime:
-        inner = onnx_runtime_factory(path, name, version, settings)
-        return OnDevice(inner, devices[name])  # type: ignore[return-value]
+        runtime = onnx_runtime_factory(path, name, version, settings)
+        runtime.device = devices[name]  # the service's own runtime, on a stand-in GPU
+        return runtime
 
     app = create_app(tiny_settings(examples_repository), factory)
     with serve_app(app) as url:
