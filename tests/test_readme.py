@@ -63,6 +63,16 @@ def test_both_set_up_commands_install_the_pins() -> None:
         assert command.startswith(f"python3 -m pip install -c {CONSTRAINTS.relative_to(ROOT)} -e ")
 
 
+def test_the_serve_command_installs_what_the_first_request_runs() -> None:
+    # The README's first request includes `lstm-serving predict`, whose client needs httpx: a
+    # fresh virtualenv with only [train,export] answered "No module named 'httpx'".
+    serve, _ = _readme_commands()
+    (extras,) = re.findall(r'-e "\.\[([^\]]+)\]"', serve)
+    installed = {r.name for r in _pyproject_requirements(extras.split(","))}
+    client = {r.name for r in _pyproject_requirements(["client"])}
+    assert "lstm-serving predict" in README and client <= installed, (extras, client - installed)
+
+
 # -- the pins: constraints/dev.txt ---------------------------------------------------------------
 def _pyproject_requirements(extras: list[str]) -> list[Requirement]:
     """``[project].dependencies`` and the extras' requirements, this project's own extras that an
